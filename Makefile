@@ -1,0 +1,31 @@
+# Every target but `setup` runs inside ./.venv, which `make setup` builds.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+SPLIT   ?= demo
+BACKBONE ?=
+METHOD  ?=
+ARGS    ?=
+
+.PHONY: setup test eval tables bench clean
+
+setup: $(VENV)/.done
+
+$(VENV)/.done: pyproject.toml requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade "pip" "setuptools<82" wheel
+	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+test: setup
+	$(VPY) -m pytest -q
+
+eval: setup
+	$(VPY) -m grounding.eval split=$(SPLIT) $(if $(BACKBONE),backbone=$(BACKBONE)) $(if $(METHOD),method=$(METHOD)) $(ARGS)
+
+tables: setup
+	$(VENV)/bin/grounding-tables $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache
