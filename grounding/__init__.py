@@ -1,0 +1,27 @@
+"""grounding — zero-training phrase localization with CLIP.
+
+Reference harness for *Adapting CLIP For Phrase Localization Without Further Training*
+(Li, Shakhnarovich, Yeh 2022). Stages, one module each, data flowing one way:
+
+    backbones → regions (SLIC) → dense → score_map → box_search → metrics → tables
+
+Public API: :func:`localize`, :class:`Localizer`, :func:`search_box`, :func:`load_backbone`.
+"""
+import importlib
+import warnings as _warnings
+
+_warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+_EXPORTS = {
+    "localize": "localize", "Localizer": "localize", "Localization": "localize",
+    "search_box": "box_search",
+    "load_backbone": "backbones", "register_backbone": "backbones", "BackboneError": "backbones",
+}
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+
+def __getattr__(name):  # lazy: `import grounding.box_search` stays light
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'grounding' has no attribute {name!r}")

@@ -1,0 +1,261 @@
+"""Stage 3 — dense features: per-region (ViT) or per-pixel (ResNet) CLIP image embeddings.
+
+ViT (paper §3.2, §4.3): every SLIC region gets a *region token*, initialised from the class token,
+that attends in every block only to the patch tokens inside its region and to itself
+(:func:`region_token_attention`, Eq. 7). Patch and class tokens run the unmodified CLIP forward.
+The stem convolution's stride is divided by ``upsample`` and the positional embeddings are
+bilinearly interpolated to the finer grid (:func:`upsample_positional_embedding`).
+
+ResNet (paper §3.3, §4.4): the attention pool of CLIP's ResNet reduces, per position, to its value
+and output projections (:func:`value_path_embeddings`, Eq. 13). "ours" converts the strided trunk to
+a dilated one (:func:`dilate_resnet_trunk`) so the map keeps the input resolution; DenseCLIP keeps the
+strided, 1/32-resolution map.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clip.model import Bottleneck, ModifiedResNet, VisionTransformer
+
+from .regions import Regions
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+# --------------------------------------------------------------------------------------------- ViT
+def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="reference") -> Tuple[int, int]:
+    """Stride and padding of the patch-embedding convolution.
+
+    stride = patch // upsample. The reference pads by (patch - 1) // 2 at every upsample factor
+    (``stem_padding="reference"``); ``stem_padding=0`` gives the unmodified CLIP stem at upsample 1.
+    """
+    p = int(visual.conv1.kernel_size[0])
+    if upsample < 1 or p % upsample:
+        raise ValueError(f"upsample={upsample} must be a positive divisor of the patch size {p}")
+    pad = (p - 1) // 2 if stem_padding == "reference" else int(stem_padding)
+    return p // upsample, pad
+
+
+def upsample_positional_embedding(pos: torch.Tensor, grid: int) -> torch.Tensor:
+    """Bilinearly interpolate the (1 + g², D) patch positional embeddings to ``grid``² positions.
+
+    The class-token embedding is kept. As in the reference, an interpolated embedding is rounded
+    through fp16 (the reference stores it as a half-precision parameter on every device).
+    """
+    cls_pos, patch_pos = pos[:1], pos[1:]
+    g = int(round(math.sqrt(patch_pos.shape[0])))
+    if g * g != patch_pos.shape[0]:
+        raise ValueError("positional embedding is not a square grid")
+    if grid == g:
+        return pos
+    d = patch_pos.shape[1]
+    x = patch_pos.float().t().reshape(1, d, g, g)
+    x = F.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
+    x = x.reshape(d, grid * grid).t()
+    out = torch.cat([cls_pos.float(), x], 0)
+    return out.half().to(pos.dtype)
+
+
+def patch_membership(regions: Regions, grid: int, device) -> torch.Tensor:
+    """(R, grid²) bool: which patches each region's token may attend to.
+
+    Each region mask is resampled to the patch grid with nearest-neighbour interpolation (as the
+    reference), i.e. patch (i, j) belongs to the region containing pixel (⌊i·H/grid⌋, ⌊j·W/grid⌋).
+    """
+    lab = torch.from_numpy(regions.flat_labels()).to(device)
+    sampled = F.interpolate(lab[:, None].float(), size=(grid, grid), mode="nearest")[:, 0].long()
+    sampled = sampled.reshape(sampled.shape[0], -1)  # (S, P)
+    member = torch.zeros(regions.n_regions, grid * grid, dtype=torch.bool, device=device)
+    for s in range(sampled.shape[0]):
+        member[sampled[s], torch.arange(grid * grid, device=device)] = True
+    return member
+
+
+def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x_region: torch.Tensor,
+                           member: torch.Tensor) -> torch.Tensor:
+    """Masked attention of region tokens (paper Eq. 7).
+
+    Region token r attends to the patch tokens in its region and to itself; not to the class token
+    nor to other region tokens. ``x_patch`` (P, D) and ``x_region`` (R, D) are already layer-normed.
+    Cost is O(R·P) — the region-to-region block, all masked except the diagonal, is never formed.
+    """
+    d = x_patch.shape[-1]
+    h = attn.num_heads
+    hd = d // h
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = F.linear(x_region, w[:d], b[:d]).reshape(-1, h, hd).transpose(0, 1) * hd ** -0.5  # (h, R, hd)
+    k_r = F.linear(x_region, w[d:2 * d], b[d:2 * d]).reshape(-1, h, hd).transpose(0, 1)
+    v_r = F.linear(x_region, w[2 * d:], b[2 * d:]).reshape(-1, h, hd).transpose(0, 1)
+    k_p = F.linear(x_patch, w[d:2 * d], b[d:2 * d]).reshape(-1, h, hd).transpose(0, 1)  # (h, P, hd)
+    v_p = F.linear(x_patch, w[2 * d:], b[2 * d:]).reshape(-1, h, hd).transpose(0, 1)
+    s_p = torch.matmul(q, k_p.transpose(1, 2))  # (h, R, P)
+    s_p = s_p.masked_fill(~member[None], float("-inf"))
+    s_r = (q * k_r).sum(-1, keepdim=True)  # (h, R, 1)
+    p = torch.softmax(torch.cat([s_p, s_r], -1).float(), -1).to(q.dtype)
+    out = torch.matmul(p[..., :-1], v_p) + p[..., -1:] * v_r  # (h, R, hd)
+    out = out.transpose(0, 1).reshape(-1, d)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+
+@torch.no_grad()
+def vit_region_embeddings(visual: VisionTransformer, image: torch.Tensor, regions: Regions, *,
+                          upsample: int = 2, stem_padding="reference", region_chunk: int = 4096) -> torch.Tensor:
+    """Region-token embeddings (R, E) for one normalised image (1, 3, H, W): paper §3.2, Eq. 7.
+
+    ``region_chunk`` bounds memory: region tokens never interact, so chunks are exact.
+    """
+    dtype = visual.conv1.weight.dtype
+    x = image.to(dtype)
+    stride, pad = stem_geometry(visual, upsample, stem_padding)
+    x = F.conv2d(x, visual.conv1.weight, stride=stride, padding=pad)  # (1, D, g, g)
+    grid = x.shape[-1]
+    if x.shape[-2] != grid:
+        raise ValueError("ViT region tokens need a square input")
+    x = x.flatten(2).transpose(1, 2)  # (1, P, D)
+    cls = visual.class_embedding.to(dtype).reshape(1, 1, -1)
+    x = torch.cat([cls, x], 1)
+    x = x + upsample_positional_embedding(visual.positional_embedding, grid).to(dtype)
+    x = visual.ln_pre(x)[0]  # (1 + P, D)
+
+    member = patch_membership(regions, grid, x.device)
+    # Patch and class tokens: the unmodified forward, once. Keep each block's ln_1(patches).
+    ln_patches, tokens = [], x
+    for block in visual.transformer.resblocks:
+        ln_patches.append(block.ln_1(tokens[1:]))
+        tokens = block(tokens[:, None])[:, 0]
+    outs = []
+    for start in range(0, member.shape[0], region_chunk):
+        m = member[start:start + region_chunk]
+        r = x[:1].expand(m.shape[0], -1).clone()  # region tokens start as the class token
+        for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
+            r = r + region_token_attention(block.attn, ln_patch, block.ln_1(r), m)
+            r = r + block.mlp(block.ln_2(r))
+        r = visual.ln_post(r)
+        if visual.proj is not None:
+            r = r @ visual.proj
+        outs.append(r)
+    return torch.cat(outs, 0)
+
+
+# ------------------------------------------------------------------------------------------ ResNet
+class DilatedAvgPool2d(nn.Module):
+    """``AvgPool2d(k)`` made dense: stride 1, taps ``dilation`` apart, no padding (output shrinks
+    by ``(k-1)·dilation``). On the stride lattice it equals the strided pooling."""
+
+    def __init__(self, kernel: int, dilation: int):
+        super().__init__()
+        self.kernel, self.dilation = int(kernel), int(dilation)
+
+    def forward(self, x):
+        k, d = self.kernel, self.dilation
+        span = (k - 1) * d
+        h, w = x.shape[-2] - span, x.shape[-1] - span
+        acc = 0
+        for i in range(k):
+            for j in range(k):
+                acc = acc + x[..., i * d:i * d + h, j * d:j * d + w]
+        return acc / (k * k)
+
+    def extra_repr(self):
+        return f"kernel={self.kernel}, dilation={self.dilation}"
+
+
+def _densify_conv(conv: nn.Conv2d, rate: int) -> int:
+    """Turn a (possibly strided) conv at cumulative stride ``rate`` into a stride-1 dilated conv."""
+    stride = int(conv.stride[0])
+    k = int(conv.kernel_size[0])
+    conv.stride = (1, 1)
+    conv.dilation = (rate, rate)
+    conv.padding = ((k - 1) // 2 * rate,) * 2
+    return rate * stride
+
+
+def _densify_pool(pool: nn.Module, rate: int) -> Tuple[nn.Module, int]:
+    if isinstance(pool, nn.AvgPool2d):
+        k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+        return DilatedAvgPool2d(k, rate), rate * k
+    return pool, rate
+
+
+def dilate_resnet_trunk(visual: ModifiedResNet) -> ModifiedResNet:
+    """Copy of CLIP's ModifiedResNet with every stride replaced by dilation (paper §4.4).
+
+    Pretrained weights are unchanged. Walking the network with the cumulative stride ``rate``:
+    a stride-s conv becomes stride 1 with dilation ``rate``; a k×k conv after it uses dilation
+    ``rate``; each ``AvgPool2d(k)`` becomes :class:`DilatedAvgPool2d` with dilation ``rate``.
+    On the lattice ``32·i`` the output equals the strided trunk's output ``i``.
+    """
+    v = copy.deepcopy(visual)
+    rate = 1
+    for conv in (v.conv1, v.conv2, v.conv3):
+        rate = _densify_conv(conv, rate)
+    v.avgpool, rate = _densify_pool(v.avgpool, rate)
+    for layer in (v.layer1, v.layer2, v.layer3, v.layer4):
+        for block in layer:
+            assert isinstance(block, Bottleneck)
+            block_rate = rate
+            _densify_conv(block.conv2, block_rate)  # 3x3, stride 1 in CLIP's bottleneck
+            block.avgpool, rate = _densify_pool(block.avgpool, block_rate)
+            if block.downsample is not None and isinstance(block.downsample[0], nn.AvgPool2d):
+                block.downsample[0], _ = _densify_pool(block.downsample[0], block_rate)
+    return v
+
+
+def resnet_trunk(visual: ModifiedResNet, x: torch.Tensor) -> torch.Tensor:
+    """CLIP ResNet forward up to (not including) the attention pool: (N, C, h, w)."""
+    x = x.to(visual.conv1.weight.dtype)
+    x = visual.relu1(visual.bn1(visual.conv1(x)))
+    x = visual.relu2(visual.bn2(visual.conv2(x)))
+    x = visual.relu3(visual.bn3(visual.conv3(x)))
+    x = visual.avgpool(x)
+    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
+        x = layer(x)
+    return x
+
+
+def value_path_embeddings(attnpool: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Paper Eq. 13: per position, the attention pool reduces to c_proj(v_proj(x)). (N,C,h,w)→(N,E,h,w)."""
+    x = features.permute(0, 2, 3, 1)
+    x = F.linear(x, attnpool.v_proj.weight, attnpool.v_proj.bias)
+    x = F.linear(x, attnpool.c_proj.weight, attnpool.c_proj.bias)
+    return x.permute(0, 3, 1, 2)
+
+
+RESNET_PAD = 64  # the reference's zero pad (in normalised-image space) against border effects
+
+
+@torch.no_grad()
+def resnet_dense_embeddings(visual: ModifiedResNet, image: torch.Tensor, *, high_res: bool = True,
+                            dilated_visual: Optional[ModifiedResNet] = None, pad: int = RESNET_PAD) -> torch.Tensor:
+    """Per-pixel embeddings (1, E, H, W) for one normalised image (1, 3, H, W).
+
+    high_res=True ("ours"): dilated trunk, full-resolution map. high_res=False ("DenseCLIP"): the
+    strided map (H/32). Both: pad by 64 zeros, crop the centre, bilinearly resize to H×W (as the reference).
+    """
+    h, w = image.shape[-2:]
+    trunk = (dilated_visual if dilated_visual is not None else dilate_resnet_trunk(visual)) if high_res else visual
+    x = F.pad(image.to(visual.conv1.weight.dtype), (pad, pad, pad, pad))
+    feats = value_path_embeddings(visual.attnpool, resnet_trunk(trunk, x))
+    th, tw = (h, w) if high_res else (h // 32, w // 32)
+    oy, ox = (feats.shape[-2] - th) // 2, (feats.shape[-1] - tw) // 2
+    feats = feats[..., oy:oy + th, ox:ox + tw]
+    return F.interpolate(feats, size=(h, w), mode="bilinear", align_corners=False)
+
+
+# ------------------------------------------------------------------------------------------ common
+def preprocess(image: np.ndarray, size: int, device, dtype=torch.float32) -> torch.Tensor:
+    """uint8 HxWx3 (already ``size``×``size``) → normalised (1, 3, size, size) tensor, as CLIP's transform."""
+    if image.shape[:2] != (size, size):
+        raise ValueError(f"expected a {size}x{size} image, got {image.shape[:2]}")
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    return ((t - mean) / std)[None].to(device=device, dtype=dtype)

@@ -1,0 +1,204 @@
+"""The public entry point: image + phrase → box, through every stage of the pipeline.
+
+    backbones → regions (SLIC) → dense features → score map → box search
+
+:class:`Localizer` keeps the model loaded; :meth:`Localizer.prepare` computes the phrase-independent
+part (regions and dense features) once per image so that several phrases reuse it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import dense
+from .backbones import Backbone, backbone_key, load_backbone
+from .box_search import search_box
+from .hparams import PARAM_NAMES, paper_hparams
+from .regions import Regions, slic_regions
+from .score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
+
+ImageLike = Union[np.ndarray, str, os.PathLike, Image.Image]
+METHODS = ("ours", "denseclip")
+FEATURE_PARAMS = {"vit": ("n_segments", "compactness", "sigma", "upsample", "stem_padding"),
+                  "resnet": ("high_res",)}
+
+
+def to_pil_rgb(image: ImageLike) -> Image.Image:
+    """Path, PIL image or HxW(x3/4) array → RGB PIL image (decoded as the reference: ``.convert("RGB")``)."""
+    if isinstance(image, (str, os.PathLike)):
+        with Image.open(image) as im:
+            return _pil_to_rgb(im)
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4; got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)
+        elif np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
+            arr = np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
+        else:
+            raise ValueError(f"image array dtype {arr.dtype} not supported (use uint8)")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    return Image.fromarray(arr).convert("RGB")
+
+
+def _pil_to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    return im.convert("RGB")
+
+
+@dataclass
+class Prepared:
+    """Phrase-independent work for one image: resized image, regions and dense embeddings."""
+
+    image_size: Tuple[int, int]  # (width, height) of the input image
+    map_size: int
+    params: Dict[str, Any]
+    regions: Optional[Regions] = None
+    embeddings: Optional[torch.Tensor] = None  # ViT: (R, E); ResNet: (1, E, S, S)
+
+
+@dataclass
+class Localization:
+    box: Tuple[float, float, float, float]  # input-image pixels
+    score_map: np.ndarray  # the 2-D map the box search ran on
+    cell_box: Tuple[int, int, int, int]  # inclusive cells of score_map
+    phrase: str
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+class Localizer:
+    """A loaded backbone plus the method and its hyperparameters.
+
+    ``params`` override the paper's values for this backbone and dataset ``family`` by the names in
+    :data:`grounding.hparams.PARAM_NAMES`.
+    """
+
+    def __init__(self, backbone: Union[str, Backbone], method: str = "ours", *, device="cpu",
+                 precision: str = "auto", family: str = "flickr", cache_dir=None, **params):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}; got {method!r} (crop_rank: grounding.crop_rank)")
+        self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(
+            backbone, device=device, precision=precision, cache_dir=cache_dir)
+        self.method = method
+        self.device = self.backbone.device
+        if method == "denseclip" and self.backbone.kind != "resnet":
+            raise ValueError("method 'denseclip' needs a ResNet backbone")
+        self.params = paper_hparams(backbone_key(self.backbone), method, family)
+        self.params.update(self._check(params))
+        self._dilated = None
+        self._text_cache: Dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check(params: Dict[str, Any]) -> Dict[str, Any]:
+        bad = sorted(set(params) - set(PARAM_NAMES))
+        if bad:
+            raise TypeError(f"unknown hyperparameter(s) {bad}; valid: {', '.join(PARAM_NAMES)}")
+        return {k: v for k, v in params.items() if v is not None}
+
+    def _effective(self, overrides: Dict[str, Any]) -> Dict[str, Any]:
+        p = dict(self.params)
+        p.update(self._check(overrides))
+        if self.backbone.kind == "vit" and isinstance(p.get("n_segments"), int):
+            p["n_segments"] = [p["n_segments"]]
+        return p
+
+    def text_embedding(self, phrase: str) -> torch.Tensor:
+        e = self._text_cache.get(phrase)
+        if e is None:
+            e = self.backbone.encode_text(phrase)
+            if len(self._text_cache) > 4096:
+                self._text_cache.clear()
+            self._text_cache[phrase] = e
+        return e
+
+    @property
+    def map_size(self) -> int:
+        return self.backbone.input_resolution
+
+    # ------------------------------------------------------------------ stages
+    def prepare(self, image: ImageLike, **overrides) -> Prepared:
+        """Regions and dense embeddings of one image (everything that does not depend on the phrase)."""
+        p = self._effective(overrides)
+        pil = to_pil_rgb(image)
+        size = self.map_size
+        resized = np.asarray(pil.resize((size, size), Image.BICUBIC))
+        x = dense.preprocess(resized, size, self.device, self.backbone.dtype)
+        visual = self.backbone.model.visual
+        feat_params = {k: p[k] for k in FEATURE_PARAMS[self.backbone.kind]}
+        if self.backbone.kind == "vit":
+            regions = slic_regions(resized, p["n_segments"], p["compactness"], p["sigma"])
+            emb = dense.vit_region_embeddings(visual, x, regions, upsample=int(p["upsample"]),
+                                              stem_padding=p.get("stem_padding", "reference"))
+            return Prepared(pil.size, size, feat_params, regions=regions, embeddings=emb)
+        if p["high_res"] and self._dilated is None:
+            self._dilated = dense.dilate_resnet_trunk(visual)
+        emb = dense.resnet_dense_embeddings(visual, x, high_res=bool(p["high_res"]), dilated_visual=self._dilated)
+        return Prepared(pil.size, size, feat_params, embeddings=emb)
+
+    def score_map(self, prepared: Prepared, phrase: str, **overrides) -> np.ndarray:
+        """The map the box search runs on (ViT: min–max normalised mean φ; ResNet: φ per pixel)."""
+        p = self._effective(overrides)
+        self._check_compatible(prepared, p)
+        t = self.text_embedding(phrase)
+        if prepared.regions is not None:
+            cos = cosine_scores(prepared.embeddings, t, dim=-1).cpu().numpy()
+            m = aggregate_regions(prepared.regions, phi(cos, p["temperature"]), p["aggregation"])
+            return minmax_normalise(m)
+        cos = cosine_scores(prepared.embeddings, t, dim=1)[0].cpu().numpy()
+        return phi(cos, p["temperature"])
+
+    def localize_prepared(self, prepared: Prepared, phrase: str, **overrides) -> Localization:
+        p = self._effective(overrides)
+        m = self.score_map(prepared, phrase, **overrides)
+        cell = search_box(m, float(p["alpha"]), method=p["box_search"], device=self.device)
+        return Localization(box=cell_to_pixel_box(cell, m.shape, prepared.image_size), score_map=m,
+                            cell_box=tuple(int(c) for c in cell), phrase=phrase, params=p)
+
+    def __call__(self, image: ImageLike, phrase: str, **overrides) -> Localization:
+        return self.localize_prepared(self.prepare(image, **overrides), phrase, **overrides)
+
+    def _check_compatible(self, prepared: Prepared, p: Dict[str, Any]) -> None:
+        for k, v in prepared.params.items():
+            if p.get(k) != v:
+                raise ValueError(f"hyperparameter {k}={p.get(k)!r} differs from the one the features were "
+                                 f"prepared with ({v!r}); call prepare() again")
+
+
+def cell_to_pixel_box(cell, map_shape, image_size) -> Tuple[float, float, float, float]:
+    """Inclusive cell box → pixel box: each coordinate × (image size / map size), as the reference."""
+    mh, mw = map_shape
+    w, h = image_size
+    x1, y1, x2, y2 = cell
+    return (float(x1) * w / mw, float(y1) * h / mh, float(x2) * w / mw, float(y2) * h / mh)
+
+
+_CACHE: Dict[tuple, Localizer] = {}
+
+
+def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", device="cpu",
+             **params) -> Localization:
+    """Localise ``phrase`` in ``image``; returns ``.box`` (x1, y1, x2, y2) pixels and ``.score_map``.
+
+    The model stays loaded between calls with the same backbone, method and device.
+    """
+    family = params.pop("family", "flickr")
+    precision = params.pop("precision", "auto")
+    key = (str(backbone), method, str(device), family, precision)
+    loc = _CACHE.get(key)
+    if loc is None:
+        _CACHE.clear()
+        loc = _CACHE[key] = Localizer(backbone, method, device=device, family=family, precision=precision)
+    return loc(image, phrase, **params)
