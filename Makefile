@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-SPLIT   ?= demo
+SPLIT   ?=
 BACKBONE ?=
 METHOD  ?=
 ARGS    ?=
@@ -22,7 +22,7 @@ test: setup
 	$(VPY) -m pytest -q
 
 eval: setup
-	$(VPY) -m grounding.eval split=$(SPLIT) $(if $(BACKBONE),backbone=$(BACKBONE)) $(if $(METHOD),method=$(METHOD)) $(ARGS)
+	$(VPY) -m grounding.eval $(if $(SPLIT),split=$(SPLIT)) $(if $(BACKBONE),backbone=$(BACKBONE)) $(if $(METHOD),method=$(METHOD)) $(ARGS)
 
 tables: setup
 	$(VENV)/bin/grounding-tables $(ARGS)

@@ -56,7 +56,7 @@ def paper_hparams(backbone_family: str, method: str = "ours", family: str = "fli
     fam = dataset_family(family)
     bfam = BORROWED.get(backbone_family, backbone_family)
     if method == "denseclip":
-        if bfam.startswith("vit"):
+        if not bfam.startswith("rn"):
             raise ValueError("method 'denseclip' needs a ResNet backbone")
         return dict(DENSECLIP["vg" if fam == "vg" else "flickr"])
     if method != "ours":
