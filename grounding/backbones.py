@@ -147,6 +147,18 @@ class Backbone:
     def patch_size(self) -> Optional[int]:
         return int(self.model.visual.conv1.kernel_size[0]) if self.kind == "vit" else None
 
+    source: Optional[str] = None  # checkpoint path, if loaded from a file
+
+    def identity(self) -> tuple:
+        """What the model's outputs depend on, cheaply: file path, size and mtime (or the registered name
+        and a digest of its weights)."""
+        if self.source:
+            st = os.stat(self.source)
+            return ("file", os.path.abspath(self.source), st.st_size, st.st_mtime_ns)
+        from .tiny import state_dict_digest
+
+        return ("registered", self.name, state_dict_digest(self.model))
+
     @torch.no_grad()
     def encode_text(self, phrase: str) -> torch.Tensor:
         """L2-normalised text embedding (1-D, fp32) of one phrase; over-long phrases are truncated."""
@@ -168,10 +180,12 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
     name = str(name)
     dev = torch.device(device)
     dtype = resolve_precision(precision, dev)
+    source = None
     if name in _REGISTRY:
         model = _REGISTRY[name]().float()
     else:
         path = resolve_checkpoint(name, cache_dir)
+        source = str(path)
         sd = read_state_dict(path)
         try:
             model = model_from_state_dict(sd)
@@ -180,7 +194,7 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
     model = model.eval().requires_grad_(False).to(dev)
     if dtype != torch.float32:
         model = model.to(dtype)
-    return Backbone(name=name, model=model, device=dev, dtype=dtype)
+    return Backbone(name=name, model=model, device=dev, dtype=dtype, source=source)
 
 
 def backbone_key(backbone: Backbone) -> str:

@@ -34,9 +34,12 @@ def build_method(cfg: DictConfig):
 
         return CropRank(cfg.backbone.name, variant=cfg.method.variant, num_proposals=cfg.method.num_proposals,
                         batch_size=cfg.method.batch_size, **common)
+    from .cache import FeatureCache
     from .localize import Localizer
 
-    return Localizer(cfg.backbone.name, name, family=cfg.split.family, **common, **method_overrides(cfg.method))
+    cache = FeatureCache(cfg.cache.dir, cfg.cache.max_size) if cfg.get("cache") and cfg.cache.enabled else None
+    return Localizer(cfg.backbone.name, name, family=cfg.split.family, cache=cache, **common,
+                     **method_overrides(cfg.method))
 
 
 def resolved_params(method) -> Dict[str, Any]:
@@ -67,6 +70,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         "iou_threshold": float(cfg.split.iou_threshold),
         "device": str(cfg.device),
         "precision": str(cfg.precision),
+        "shard": cfg.shard,
     }
     log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
              split.csv_path, cfg.method.name, cfg.backbone.name, identity["params"])

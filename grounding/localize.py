@@ -7,6 +7,7 @@ part (regions and dense features) once per image so that several phrases reuse i
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
@@ -18,6 +19,7 @@ from PIL import Image
 from . import dense
 from .backbones import Backbone, backbone_key, load_backbone
 from .box_search import search_box
+from .cache import FeatureCache, make_key
 from .hparams import PARAM_NAMES, paper_hparams
 from .regions import Regions, slic_regions
 from .score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
@@ -58,15 +60,60 @@ def _pil_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-@dataclass
 class Prepared:
-    """Phrase-independent work for one image: resized image, regions and dense embeddings."""
+    """Phrase-independent work for one image, computed lazily: the resized image, its SLIC regions
+    and its dense embeddings. With a cache, an image whose cosines are all cached is never decoded."""
 
-    image_size: Tuple[int, int]  # (width, height) of the input image
-    map_size: int
-    params: Dict[str, Any]
-    regions: Optional[Regions] = None
-    embeddings: Optional[torch.Tensor] = None  # ViT: (R, E); ResNet: (1, E, S, S)
+    def __init__(self, loc: "Localizer", image: ImageLike, params: Dict[str, Any]):
+        self.loc, self.params = loc, params
+        self._source = image
+        self._resized = self._regions = self._embeddings = None
+        if isinstance(image, (str, os.PathLike)):
+            st = os.stat(image)
+            self.image_id = ("file", os.path.abspath(image), st.st_size, st.st_mtime_ns)
+            with Image.open(image) as im:  # header only
+                self.image_size = im.size
+        else:
+            pil = to_pil_rgb(image)
+            self._pil = pil
+            self.image_size = pil.size
+            self.image_id = ("pixels", hashlib.sha256(pil.tobytes()).hexdigest(), pil.size)
+        self.map_size = loc.map_size
+
+    @property
+    def resized(self) -> np.ndarray:
+        if self._resized is None:
+            pil = getattr(self, "_pil", None) or to_pil_rgb(self._source)
+            if pil.size != tuple(self.image_size):
+                raise ValueError(f"{self._source}: decoded size {pil.size} differs from header {self.image_size}")
+            s = self.map_size
+            self._resized = np.asarray(pil.resize((s, s), Image.BICUBIC))
+            self._pil = None
+        return self._resized
+
+    @property
+    def regions(self) -> Optional[Regions]:
+        if self.loc.backbone.kind != "vit":
+            return None
+        if self._regions is None:
+            p = self.params
+            key = make_key("slic", self.image_id, self.map_size, list(p["n_segments"]), p["compactness"], p["sigma"])
+            hit = self.loc.cache.get(key) if self.loc.cache else None
+            if hit is not None:
+                self._regions = Regions(labels=hit["labels"].astype(np.int32), counts=hit["counts"].tolist())
+            else:
+                self._regions = slic_regions(self.resized, p["n_segments"], p["compactness"], p["sigma"])
+                if self.loc.cache:
+                    self.loc.cache.put(key, labels=self._regions.labels.astype(np.int16),
+                                       counts=np.asarray(self._regions.counts))
+        return self._regions
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        """ViT: (R, E) region-token embeddings; ResNet: (1, E, S, S) per-pixel embeddings."""
+        if self._embeddings is None:
+            self._embeddings = self.loc._embed(self)
+        return self._embeddings
 
 
 @dataclass
@@ -86,7 +133,8 @@ class Localizer:
     """
 
     def __init__(self, backbone: Union[str, Backbone], method: str = "ours", *, device="cpu",
-                 precision: str = "auto", family: str = "flickr", cache_dir=None, **params):
+                 precision: str = "auto", family: str = "flickr", cache_dir=None,
+                 cache: Optional[FeatureCache] = None, **params):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r} (crop_rank: grounding.crop_rank)")
         self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(
@@ -99,6 +147,8 @@ class Localizer:
         self.params.update(self._check(params))
         self._dilated = None
         self._text_cache: Dict[str, torch.Tensor] = {}
+        self.cache = cache
+        self.backbone_id = self.backbone.identity()
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -130,34 +180,48 @@ class Localizer:
 
     # ------------------------------------------------------------------ stages
     def prepare(self, image: ImageLike, **overrides) -> Prepared:
-        """Regions and dense embeddings of one image (everything that does not depend on the phrase)."""
+        """Phrase-independent work for one image (regions, dense embeddings), computed on first use."""
         p = self._effective(overrides)
-        pil = to_pil_rgb(image)
-        size = self.map_size
-        resized = np.asarray(pil.resize((size, size), Image.BICUBIC))
-        x = dense.preprocess(resized, size, self.device, self.backbone.dtype)
+        return Prepared(self, image, {k: p[k] for k in FEATURE_PARAMS[self.backbone.kind]})
+
+    def _embed(self, prep: Prepared) -> torch.Tensor:
+        p = prep.params
+        x = dense.preprocess(prep.resized, prep.map_size, self.device, self.backbone.dtype)
         visual = self.backbone.model.visual
-        feat_params = {k: p[k] for k in FEATURE_PARAMS[self.backbone.kind]}
         if self.backbone.kind == "vit":
-            regions = slic_regions(resized, p["n_segments"], p["compactness"], p["sigma"])
-            emb = dense.vit_region_embeddings(visual, x, regions, upsample=int(p["upsample"]),
-                                              stem_padding=p.get("stem_padding", "reference"))
-            return Prepared(pil.size, size, feat_params, regions=regions, embeddings=emb)
+            return dense.vit_region_embeddings(visual, x, prep.regions, upsample=int(p["upsample"]),
+                                               stem_padding=p.get("stem_padding", "reference"))
         if p["high_res"] and self._dilated is None:
             self._dilated = dense.dilate_resnet_trunk(visual)
-        emb = dense.resnet_dense_embeddings(visual, x, high_res=bool(p["high_res"]), dilated_visual=self._dilated)
-        return Prepared(pil.size, size, feat_params, embeddings=emb)
+        return dense.resnet_dense_embeddings(visual, x, high_res=bool(p["high_res"]), dilated_visual=self._dilated)
+
+    def cosines(self, prepared: Prepared, phrase: str) -> np.ndarray:
+        """cos(e_txt, E_img) per region (ViT, shape (R,)) or per pixel (ResNet, (S, S)), cached if a cache is set."""
+        key = None
+        if self.cache is not None:
+            key = make_key("cos", self.backbone_id, str(self.backbone.dtype), prepared.image_id, prepared.map_size,
+                           {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in prepared.params.items()},
+                           phrase)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit["cos"]
+        t = self.text_embedding(phrase)
+        if self.backbone.kind == "vit":
+            cos = cosine_scores(prepared.embeddings, t, dim=-1).cpu().numpy()
+        else:
+            cos = cosine_scores(prepared.embeddings, t, dim=1)[0].cpu().numpy()
+        if key is not None:
+            self.cache.put(key, cos=cos.astype(np.float32))
+        return cos
 
     def score_map(self, prepared: Prepared, phrase: str, **overrides) -> np.ndarray:
         """The map the box search runs on (ViT: min–max normalised mean φ; ResNet: φ per pixel)."""
         p = self._effective(overrides)
         self._check_compatible(prepared, p)
-        t = self.text_embedding(phrase)
-        if prepared.regions is not None:
-            cos = cosine_scores(prepared.embeddings, t, dim=-1).cpu().numpy()
+        cos = self.cosines(prepared, phrase)
+        if self.backbone.kind == "vit":
             m = aggregate_regions(prepared.regions, phi(cos, p["temperature"]), p["aggregation"])
             return minmax_normalise(m)
-        cos = cosine_scores(prepared.embeddings, t, dim=1)[0].cpu().numpy()
         return phi(cos, p["temperature"])
 
     def localize_prepared(self, prepared: Prepared, phrase: str, **overrides) -> Localization:

@@ -176,9 +176,9 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
             if not rows:
                 continue
             try:
-                image = load_image(image_path)
-                prepared = method.prepare(image)
-            except Exception as e:  # unreadable image, model failure on it
+                prepared = method.prepare(image_path)  # lazy: decoding and features happen on first use
+                w, h = prepared.image_size
+            except Exception as e:  # missing or unreadable image
                 msg = f"{image_path}: {type(e).__name__}: {e}"
                 if on_error == "raise":
                     raise RuntimeError(f"row {rows[0].index} (CSV row {getattr(rows[0], 'csv_row', '?')}): {msg}") from e
@@ -186,7 +186,6 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
                     writer.write(_skip_record(s, msg))
                     bar.update(1)
                 continue
-            h, w = image.shape[:2]
             for s in rows:
                 try:
                     out = method.localize_prepared(prepared, s.phrase)
@@ -204,7 +203,7 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
                 if s.index in viz_rows:
                     from .viz import save_figure
 
-                    save_figure(run_dir / "figures" / f"{s.index:06d}.png", image, out.score_map, out.box,
+                    save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map, out.box,
                                 s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
                 bar.update(1)
             dt = time.perf_counter() - t0
@@ -218,6 +217,8 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
         bar.close()
 
     preds = {r["index"]: r for r in read_predictions(pred_path)}
+    # canonical order (by row index): a resumed, sharded-and-merged or uninterrupted run gives the same file
+    atomic_write_text(pred_path, "".join(json.dumps(preds[i]) + "\n" for i in sorted(preds)))
     wanted = [s.index for s in samples]
     missing = [i for i in wanted if i not in preds]
     if missing:
