@@ -255,7 +255,7 @@ def preprocess(image: np.ndarray, size: int, device, dtype=torch.float32) -> tor
     """uint8 HxWx3 (already ``size``×``size``) → normalised (1, 3, size, size) tensor, as CLIP's transform."""
     if image.shape[:2] != (size, size):
         raise ValueError(f"expected a {size}x{size} image, got {image.shape[:2]}")
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255.0)
+    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0)
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     return ((t - mean) / std)[None].to(device=device, dtype=dtype)
