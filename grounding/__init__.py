@@ -13,7 +13,7 @@ import warnings as _warnings
 _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 _EXPORTS = {
-    "localize": "localize", "Localizer": "localize", "Localization": "localize",
+    "localize": "pipeline", "Localizer": "pipeline", "Localization": "pipeline",
     "search_box": "box_search",
     "load_backbone": "backbones", "register_backbone": "backbones", "BackboneError": "backbones",
 }

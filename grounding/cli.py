@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     image_path, phrase, overrides = argv[0], argv[1], argv[2:]
     from .backbones import BackboneError
     from .config import compose, method_overrides
-    from .localize import Localizer, to_pil_rgb
+    from .pipeline import Localizer, to_pil_rgb
     from .viz import save_figure
 
     cfg = compose("localize", overrides)

@@ -35,7 +35,7 @@ def build_method(cfg: DictConfig):
         return CropRank(cfg.backbone.name, variant=cfg.method.variant, num_proposals=cfg.method.num_proposals,
                         batch_size=cfg.method.batch_size, **common)
     from .cache import FeatureCache
-    from .localize import Localizer
+    from .pipeline import Localizer
 
     cache = FeatureCache(cfg.cache.dir, cfg.cache.max_size) if cfg.get("cache") and cfg.cache.enabled else None
     return Localizer(cfg.backbone.name, name, family=cfg.split.family, cache=cache, **common,

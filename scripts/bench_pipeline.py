@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from grounding.backbones import Backbone  # noqa: E402
 from grounding.cache import FeatureCache  # noqa: E402
-from grounding.localize import Localizer  # noqa: E402
+from grounding.pipeline import Localizer  # noqa: E402
 from grounding.tiny import tiny_clip  # noqa: E402
 
 PHRASES = ["a person", "the red car", "a dog on the grass", "the sky", "a wooden table", "two children", "a hat"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grounding.localize import to_pil_rgb
+from grounding.pipeline import to_pil_rgb
 
 
 def _expected(im: Image.Image) -> np.ndarray:
