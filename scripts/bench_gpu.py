@@ -1,0 +1,109 @@
+"""GPU benchmark: ms/image and peak memory of the dense-feature stage for real-size random-weight models.
+
+  * ViT-L/14 size, method ours, 2× upsample, all SLIC scales 100…600 (≈3,800 region tokens);
+  * RN50x4 size, method ours (dilated trunk) and DenseCLIP.
+
+    python scripts/bench_gpu.py                  # needs CUDA; says so plainly and exits 0 when there is none
+    python scripts/bench_gpu.py --precision fp32 --images 20
+    python scripts/bench_gpu.py --device cpu --quick   # the same measurement on CPU (slow; small settings)
+Writes a Markdown table to stdout and to --out (default outputs/bench/gpu.md).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from grounding import dense  # noqa: E402
+from grounding.regions import slic_regions  # noqa: E402
+
+
+def random_clip(kind: str):
+    from clip.model import CLIP
+
+    torch.manual_seed(0)
+    if kind == "vit_l14":
+        return CLIP(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12)
+    if kind == "rn50x4":
+        return CLIP(640, 288, (4, 6, 10, 6), 80, None, 77, 49408, 640, 10, 12)
+    raise ValueError(kind)
+
+
+def bench(kind, method, device, dtype, n_images, n_segments):
+    model = random_clip(kind).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    size = model.visual.input_resolution
+    rng = np.random.default_rng(0)
+    import skimage.data
+    from PIL import Image
+
+    base = Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.BICUBIC)
+    imgs = [np.roll(np.asarray(base), int(rng.integers(0, size)), axis=1) for _ in range(n_images + 1)]
+    dilated = dense.dilate_resnet_trunk(model.visual) if (kind.startswith("rn") and method == "ours") else None
+    times, regions_n = [], []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for i, im in enumerate(imgs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        x = dense.preprocess(im, size, device, dtype)
+        if kind.startswith("vit"):
+            regions = slic_regions(im, n_segments, 50, 0)
+            regions_n.append(regions.n_regions)
+            dense.vit_region_embeddings(model.visual, x, regions, upsample=2)
+        else:
+            dense.resnet_dense_embeddings(model.visual, x, high_res=method == "ours", dilated_visual=dilated)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i > 0:  # first image is warm-up
+            times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
+    return {"model": kind, "method": method, "dtype": str(dtype).replace("torch.", ""),
+            "ms/image": 1000 * float(np.mean(times)), "std ms": 1000 * float(np.std(times)),
+            "regions/image": float(np.mean(regions_n)) if regions_n else None, "peak MiB": peak}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"])
+    ap.add_argument("--images", type=int, default=10)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "gpu.md"))
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        msg = ("no GPU on this machine (torch.cuda.is_available() is False): nothing was measured. "
+               "Run this script on a CUDA machine, or pass --device cpu for a CPU measurement.\n")
+        print(msg)
+        out.write_text(msg)
+        return 0
+    device = torch.device(a.device)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[a.precision]
+    if device.type == "cpu":
+        dtype = torch.float32
+    n = 1 if a.quick else a.images
+    segs = [100, 200] if a.quick else list(range(100, 601, 50))
+    rows = [bench("vit_l14", "ours", device, dtype, n, segs), bench("rn50x4", "ours", device, dtype, n, segs),
+            bench("rn50x4", "denseclip", device, dtype, n, segs)]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    text = (f"Dense-feature stage on {name}, torch {torch.__version__}, {n} images after one warm-up"
+            f"{' (quick: SLIC scales 100,200 only)' if a.quick else ''}.\n\n"
+            + pd.DataFrame(rows).round(1).to_markdown(index=False) + "\n")
+    print(text)
+    out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
