@@ -1,0 +1,151 @@
+"""The evaluation app end to end on a generated split: outputs, resume, torn lines, skips, shards."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from grounding.config import compose
+from grounding.eval import evaluate
+from grounding.merge import merge_runs
+from grounding.runner import read_predictions
+from grounding.tiny import tiny_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+PHRASES = ["a person", "a cup", "the sky", "a cat", "a red thing"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A Flickr-S1-layout split: 6 images × 3 phrases, plus a tiny ViT checkpoint."""
+    import skimage.data
+
+    root = tmp_path_factory.mktemp("data")
+    imgs = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    rows = []
+    for i in range(6):
+        im = np.roll(imgs[i % 3], 40 * i, axis=1)[::2, ::2]
+        p = root / "flickr30k-images" / f"{1000 + i}.jpg"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(im)).save(p)
+        h, w = im.shape[:2]
+        for k in range(3):
+            box = [int(w * 0.1 * k), int(h * 0.2), int(w * (0.5 + 0.1 * k)), int(h * 0.9)]
+            rows.append(f'{1000 + i},"{box}",{PHRASES[(i + k) % 5]}')
+    csv = root / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text("img_id,bbox,query\n" + "\n".join(rows) + "\n")
+    ckpt = root / "tiny_vit.pt"
+    torch.save(tiny_clip("vit", patch_size=32, seed=21).state_dict(), ckpt)
+    return root, ckpt
+
+
+def _cfg(data, *extra):
+    root, ckpt = data
+    return compose("config", ["split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}", "method=ours",
+                              f"data_root={root}", "method.n_segments=[30,60]", "cache.enabled=false", *extra])
+
+
+def _preds(run):
+    return (run / "predictions.jsonl").read_text()
+
+
+def test_outputs_contract(data, tmp_path):
+    m = evaluate(_cfg(data), tmp_path / "run")
+    lines = [json.loads(l) for l in _preds(tmp_path / "run").splitlines()]
+    assert len(lines) == 18 and [r["index"] for r in lines] == list(range(18))
+    for r in lines:
+        assert {"index", "image", "phrase", "gt_box", "pred_box", "iou", "hit"} <= set(r)
+        assert r["hit"] == (r["iou"] > 0.5)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"accuracy", "n", "iou_threshold"} <= set(saved) and saved["n"] == 18 and saved["iou_threshold"] == 0.5
+    assert saved["accuracy"] == pytest.approx(np.mean([r["hit"] for r in lines]))
+    assert 0 <= saved["accuracy"] <= 1 and saved["params"]["alpha"] == 0.9  # the paper's ViT-B/32 Flickr α
+    assert m["accuracy"] == saved["accuracy"]
+
+
+def test_resume_recomputes_nothing_and_matches(data, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    evaluate(_cfg(data), full)
+    part = tmp_path / "part"
+    evaluate(_cfg(data, "limit=7"), part)
+    # a torn last line, as from a kill in the middle of a write
+    with open(part / "predictions.jsonl", "a") as f:
+        f.write('{"index": 7, "image": "x", "phr')
+    from grounding import pipeline
+
+    seen = []
+    orig = pipeline.Localizer.localize_prepared
+    monkeypatch.setattr(pipeline.Localizer, "localize_prepared",
+                        lambda self, prep, phrase, **kw: seen.append(phrase) or orig(self, prep, phrase, **kw))
+    evaluate(_cfg(data), part)
+    assert len(seen) == 18 - 7  # rows 0..6 were not recomputed; the torn row 7 was
+    assert _preds(part) == _preds(full)
+
+
+def test_run_dir_refuses_another_config(data, tmp_path):
+    evaluate(_cfg(data, "limit=2"), tmp_path / "r")
+    with pytest.raises(RuntimeError, match="another configuration"):
+        evaluate(_cfg(data, "limit=2", "method.alpha=0.5"), tmp_path / "r")
+
+
+def test_skip_counts_as_miss(data, tmp_path):
+    root, ckpt = data
+    bad = Path(root) / "flickr30k-images" / "1003.jpg"
+    good = bad.read_bytes()
+    try:
+        bad.write_bytes(good[:len(good) // 2])  # truncated JPEG: header readable, pixels not
+        with pytest.raises(RuntimeError, match="1003.jpg"):
+            evaluate(_cfg(data), tmp_path / "raise")
+        m = evaluate(_cfg(data, "on_error=skip"), tmp_path / "skip")
+    finally:
+        bad.write_bytes(good)
+    assert m["n"] == 18 and m["n_skipped"] == 3 and m["skipped"] == [9, 10, 11]
+    rows = read_predictions(tmp_path / "skip" / "predictions.jsonl")
+    assert all(r["hit"] is False and r["skipped"] for r in rows if r["index"] in (9, 10, 11))
+    assert m["accuracy"] == pytest.approx(sum(r["hit"] for r in rows) / 18)
+
+
+def test_shards_merge_to_the_single_run(data, tmp_path):
+    evaluate(_cfg(data), tmp_path / "single")
+    dirs = []
+    for i in range(3):
+        evaluate(_cfg(data, f"shard={i}/3"), tmp_path / f"s{i}")
+        dirs.append(tmp_path / f"s{i}")
+    m = merge_runs(tmp_path / "merged", dirs)
+    assert _preds(tmp_path / "merged") == _preds(tmp_path / "single")
+    single = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert m["accuracy"] == single["accuracy"] and m["n"] == single["n"]
+    with pytest.raises(ValueError, match="not 0/n"):
+        merge_runs(tmp_path / "bad", dirs[:2])
+
+
+def test_sigkill_then_restart_is_identical(data, tmp_path):
+    """Kill the real CLI mid-run with SIGKILL, restart it on the same run directory."""
+    root, ckpt = data
+    args = [sys.executable, "-m", "grounding.eval", "split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}",
+            f"data_root={root}", "method.n_segments=[30,60]", "cache.enabled=false"]
+    ref = tmp_path / "ref"
+    subprocess.run(args + [f"hydra.run.dir={ref}"], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    run = tmp_path / "killed"
+    p = subprocess.Popen(args + [f"hydra.run.dir={run}"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        f = run / "predictions.jsonl"
+        if f.exists() and f.read_text().count("\n") >= 4:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    n_before = (run / "predictions.jsonl").read_text().count("\n")
+    assert 0 < n_before < 18, "the run finished before it could be killed"
+    subprocess.run(args + [f"hydra.run.dir={run}"], check=True, capture_output=True, cwd=ROOT, timeout=300)
+    assert _preds(run) == _preds(ref)
