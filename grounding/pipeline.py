@@ -26,6 +26,7 @@ from .score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
 
 ImageLike = Union[np.ndarray, str, os.PathLike, Image.Image]
 METHODS = ("ours", "denseclip")
+INPUT_SIZE = 224
 FEATURE_PARAMS = {"vit": ("n_segments", "compactness", "sigma", "upsample", "stem_padding"),
                   "resnet": ("high_res",)}
 
@@ -176,7 +177,9 @@ class Localizer:
 
     @property
     def map_size(self) -> int:
-        return self.backbone.input_resolution
+        """Images are resized to 224×224 for every backbone, as the reference does (its ResNet and ViT
+        paths both call ``resize((224, 224))``, also for RN50x4 whose native input is 288)."""
+        return INPUT_SIZE
 
     # ------------------------------------------------------------------ stages
     def prepare(self, image: ImageLike, **overrides) -> Prepared:
