@@ -37,7 +37,12 @@ def register_backbone(name: str):
     return deco
 
 
+def _builtin_registrations():
+    from . import toy  # noqa: F401  (registers "toy")
+
+
 def registered_backbones():
+    _builtin_registrations()
     return sorted(_REGISTRY)
 
 
@@ -181,6 +186,7 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
     dev = torch.device(device)
     dtype = resolve_precision(precision, dev)
     source = None
+    _builtin_registrations()
     if name in _REGISTRY:
         model = _REGISTRY[name]().float()
     else:
@@ -199,6 +205,7 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
 
 def backbone_key(backbone: Backbone) -> str:
     """A short family key used to pick paper hyperparameters: vit_l14, vit_b16, vit_b32, rn50, …"""
+    _builtin_registrations()
     if backbone.name in _REGISTRY:
         return backbone.name
     v = backbone.model.visual

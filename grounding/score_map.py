@@ -16,8 +16,8 @@ AGGREGATIONS = ("mean", "median", "max", "min")
 def cosine_scores(embeddings: torch.Tensor, text: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """cos(e_txt, E_img) along ``dim`` of ``embeddings`` (fp32)."""
     e = embeddings.float()
-    e = e / e.norm(dim=dim, keepdim=True)
-    t = text.float() / text.float().norm()
+    e = e / e.norm(dim=dim, keepdim=True).clamp_min(1e-12)  # a zero embedding scores 0, not NaN
+    t = text.float() / text.float().norm().clamp_min(1e-12)
     shape = [1] * e.dim()
     shape[dim] = -1
     return (e * t.view(shape)).sum(dim)

@@ -1,0 +1,158 @@
+"""An analytic toy CLIP and a generator of coloured-shape scenes (tests and the bundled demo).
+
+No CLIP weights can be downloaded where this harness is tested, so the demo and the end-to-end
+tests use a real ``clip.model.CLIP`` ViT whose weights are *set by hand* (never trained) so that a
+patch's colour lands on the text embedding of its colour word:
+
+* image side — the stem convolution computes each patch's mean *chroma* (rgb − mean(rgb), a vector
+  in a 2-D plane whose angle is the hue) in 3 channels, undoing CLIP's input normalisation; the
+  constant part of that normalisation and a small ±b "neutral" pair come in through the positional
+  embedding. Attention has zero query/key weights, so a token attends *uniformly* to what it may see:
+  a region token ends up with the mean normalised chroma of its region's patches. MLPs output 0;
+  LayerNorms are plain normalisations (channel layouts sum to zero, so they only rescale).
+* text side — the token embedding of each colour word is its hue's chroma vector; the causal,
+  uniform attention of the single text block averages all tokens up to the end-of-text token, whose
+  output (read by CLIP's ``encode_text``) is therefore ∝ the colour word's chroma.
+
+So cos(region, "the red square") ≈ cos(hue of the region, red): 1 for red, 0.5 for the neighbouring
+hues, −1 for the opposite hue, 0 for a neutral background.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+
+from clip.model import CLIP
+from clip.simple_tokenizer import SimpleTokenizer
+
+from .backbones import register_backbone
+from .dense import CLIP_MEAN, CLIP_STD
+
+# Six hues 60° apart in the chroma plane; every name is a single BPE token.
+PALETTE: Dict[str, Tuple[int, int, int]] = {
+    "red": (230, 20, 20), "yellow": (230, 230, 20), "green": (20, 230, 20),
+    "teal": (20, 230, 230), "blue": (20, 20, 230), "magenta": (230, 20, 230),
+}
+BACKGROUND = (128, 128, 128)
+SHAPES = ("square", "rectangle", "circle", "triangle")
+WIDTH, PATCH, EMBED = 64, 16, 8
+NEUTRAL = 0.05  # the ±b pair that keeps a neutral patch a non-zero vector
+
+
+def _chroma(rgb) -> np.ndarray:
+    v = np.asarray(rgb, dtype=np.float64) / 255.0
+    return v - v.mean()
+
+
+@register_backbone("toy")
+def toy_clip() -> CLIP:
+    """The analytic toy CLIP: ViT, 224 px, patch 16, one block per tower, width 64 (1 head)."""
+    model = CLIP(EMBED, 224, 1, WIDTH, PATCH, 77, 49408, WIDTH, 1, 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        v = model.visual
+        # stem: mean chroma of the patch, from normalised inputs n_c = (x_c − μ_c) / σ_c
+        sigma = torch.tensor(CLIP_STD, dtype=torch.float64)
+        mu = torch.tensor(CLIP_MEAN, dtype=torch.float64)
+        w = torch.zeros(WIDTH, 3, dtype=torch.float64)
+        for k in range(3):
+            for c in range(3):
+                w[k, c] = ((1.0 if k == c else 0.0) - 1.0 / 3.0) * sigma[c]
+        v.conv1.weight.copy_((w / PATCH ** 2)[:, :, None, None].expand(-1, -1, PATCH, PATCH).float())
+        const = torch.zeros(WIDTH, dtype=torch.float64)
+        const[:3] = mu - mu.mean()
+        const[3], const[4] = NEUTRAL, -NEUTRAL
+        v.positional_embedding[1:] = const.float()  # patches
+        v.class_embedding[3], v.class_embedding[4] = NEUTRAL, -NEUTRAL  # a patch-less region reads neutral
+        for ln in (v.ln_pre, v.ln_post):
+            ln.weight.fill_(1.0)
+        v.ln_pre.weight[3:5] = NEUTRAL  # keep the (normalised) neutral class token small in the residual
+        _uniform_identity_block(v.transformer.resblocks[0], 5)
+        v.proj[:5, :5] = torch.eye(5)
+        # text: colour words → chroma; end-of-text → a neutral pair orthogonal to the image's
+        tok = SimpleTokenizer()
+        for name, rgb in PALETTE.items():
+            ids = tok.encode(name)
+            assert len(ids) == 1, f"colour word {name!r} is not a single token"
+            model.token_embedding.weight[ids[0], :3] = torch.tensor(_chroma(rgb) / np.linalg.norm(_chroma(rgb)))
+        _uniform_identity_block(model.transformer.resblocks[0], 7)
+        # every token adds a small neutral pair (ln_1 bias) that LayerNorm cannot blow up: a phrase
+        # without a colour word gets a non-zero embedding orthogonal to every image embedding
+        ln1 = model.transformer.resblocks[0].ln_1
+        ln1.bias[5], ln1.bias[6] = NEUTRAL, -NEUTRAL
+        model.ln_final.weight.fill_(1.0)
+        model.text_projection[:3, :3] = torch.eye(3)
+        model.text_projection[5:7, 5:7] = torch.eye(2)
+        model.logit_scale.fill_(np.log(100.0))
+    return model.float().eval()
+
+
+def _uniform_identity_block(block, n: int) -> None:
+    """Zero q/k (uniform attention), identity v/out on the first n channels, zero MLP output."""
+    d = block.attn.embed_dim
+    block.attn.in_proj_weight[2 * d:2 * d + n, :n] = torch.eye(n)
+    block.attn.out_proj.weight[:n, :n] = torch.eye(n)
+    block.ln_1.weight.fill_(1.0)
+    block.ln_2.weight.fill_(1.0)
+
+
+# ------------------------------------------------------------------------------- scenes
+def _shape_mask(shape: str, w: int, h: int, x0: int, y0: int, sw: int, sh: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.new("L", (w, h), 0)
+    d = ImageDraw.Draw(im)
+    box = [x0, y0, x0 + sw - 1, y0 + sh - 1]
+    if shape in ("square", "rectangle"):
+        d.rectangle(box, fill=255)
+    elif shape == "circle":
+        d.ellipse(box, fill=255)
+    else:
+        d.polygon([(x0 + sw / 2, y0), (x0, y0 + sh - 1), (x0 + sw - 1, y0 + sh - 1)], fill=255)
+    return np.asarray(im) > 0
+
+
+def make_scene(rng: np.random.Generator, size=None, n_shapes=None):
+    """One scene: (uint8 HxWx3 image, [{colour, shape, box, phrase}]) with non-overlapping shapes.
+
+    ``box`` is the shape's tight box [x1, y1, x2, y2] in pixels (x2, y2 one past the last pixel).
+    """
+    w, h = size or (int(rng.integers(160, 401)), int(rng.integers(160, 401)))
+    n = int(n_shapes or rng.integers(2, 5))
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = BACKGROUND
+    taken = np.zeros((h, w), bool)
+    colours = list(rng.permutation(list(PALETTE)))
+    objects: List[dict] = []
+    for colour in colours:
+        if len(objects) == n:
+            break
+        for _ in range(200):
+            shape = SHAPES[int(rng.integers(len(SHAPES)))]
+            side = min(w, h)
+            sw = int(rng.uniform(0.22, 0.42) * side)
+            sh = sw if shape in ("square", "circle") else int(sw * rng.uniform(0.6, 1.6))
+            sh = min(sh, h - 4)
+            x0, y0 = int(rng.integers(2, w - sw - 1)), int(rng.integers(2, h - sh - 1))
+            mask = _shape_mask(shape, w, h, x0, y0, sw, sh)
+            grown = np.zeros_like(taken)
+            ys, xs = np.nonzero(mask)
+            grown[max(0, ys.min() - 6):ys.max() + 7, max(0, xs.min() - 6):xs.max() + 7] = True
+            if (grown & taken).any():
+                continue
+            taken |= grown
+            img[mask] = PALETTE[colour]
+            box = [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+            article = "the" if rng.random() < 0.5 else "a"
+            objects.append({"colour": colour, "shape": shape, "box": box, "phrase": f"{article} {colour} {shape}"})
+            break
+    return img, objects
+
+
+def make_scenes(n: int, seed: int = 0):
+    """``n`` scenes from a seeded generator (the same seed gives the same scenes)."""
+    rng = np.random.default_rng(seed)
+    return [make_scene(rng) for _ in range(n)]
