@@ -149,3 +149,19 @@ def test_sigkill_then_restart_is_identical(data, tmp_path):
     assert 0 < n_before < 18, "the run finished before it could be killed"
     subprocess.run(args + [f"hydra.run.dir={run}"], check=True, capture_output=True, cwd=ROOT, timeout=300)
     assert _preds(run) == _preds(ref)
+
+
+def test_submitit_local_shards_then_merge(data, tmp_path):
+    """Hydra's submitit launcher (local executor) runs the shards as jobs; merging gives the single run."""
+    root, ckpt = data
+    common = ["split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}", f"data_root={root}",
+              "method.n_segments=[30,60]", "cache.enabled=false"]
+    evaluate(_cfg(data), tmp_path / "single")
+    sweep = tmp_path / "sweep"
+    subprocess.run([sys.executable, "-m", "grounding.eval", "-m", "hydra/launcher=submitit_local",
+                    "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "shard=0/2,1/2", *common],
+                   check=True, capture_output=True, cwd=ROOT, timeout=600)
+    shard_dirs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(shard_dirs) == 2
+    merge_runs(tmp_path / "merged", shard_dirs)
+    assert _preds(tmp_path / "merged") == _preds(tmp_path / "single")
