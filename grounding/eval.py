@@ -75,7 +75,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
              split.csv_path, cfg.method.name, cfg.backbone.name, identity["params"])
     metrics = run_split(method, samples, run_dir, identity=identity, iou_threshold=float(cfg.split.iou_threshold),
-                        on_error=cfg.on_error, viz=cfg.viz)
+                        on_error=cfg.on_error, viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0))
     metrics.update(backbone_key=identity["backbone_key"], overrides=identity["overrides"])
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     metrics["run_dir"] = str(run_dir)

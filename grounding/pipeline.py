@@ -109,6 +109,11 @@ class Prepared:
                                        counts=np.asarray(self._regions.counts))
         return self._regions
 
+    def __getstate__(self):  # sent back from DataLoader workers without the model
+        d = dict(self.__dict__)
+        d["loc"] = None
+        return d
+
     @property
     def embeddings(self) -> torch.Tensor:
         """ViT: (R, E) region-token embeddings; ResNet: (1, E, S, S) per-pixel embeddings."""
@@ -186,6 +191,21 @@ class Localizer:
         """Phrase-independent work for one image (regions, dense embeddings), computed on first use."""
         p = self._effective(overrides)
         return Prepared(self, image, {k: p[k] for k in FEATURE_PARAMS[self.backbone.kind]})
+
+    def preload(self, image: ImageLike, **overrides) -> Prepared:
+        """The CPU-only part of :meth:`prepare` (decode, resize, SLIC), for DataLoader workers.
+        Re-attach the result with :meth:`attach` in the main process."""
+        prep = self.prepare(image, **overrides)
+        if self.backbone.kind == "vit":
+            prep.regions
+        else:
+            prep.resized
+        prep.loc = None
+        return prep
+
+    def attach(self, prep: Prepared) -> Prepared:
+        prep.loc = self
+        return prep
 
     def _embed(self, prep: Prepared) -> torch.Tensor:
         p = prep.params

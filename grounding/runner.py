@@ -140,8 +140,42 @@ def _skip_record(sample, error: str) -> Dict[str, Any]:
             "pointing": None, "skipped": True, "error": error}
 
 
+class _Preloader:
+    """Map-style dataset: the CPU-side preparation of each image, run in DataLoader workers."""
+
+    def __init__(self, method, paths):
+        self.method, self.paths = method, paths
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        try:
+            return self.paths[i], self.method.preload(self.paths[i])
+        except Exception as e:  # reported per row by the main process
+            return self.paths[i], e
+
+
+def prepared_images(method, paths: List[str], workers: int = 0):
+    """Yield (path, prepared-or-exception) in order. With ``workers`` > 0 and a method that can
+    ``preload``, decoding and SLIC run in DataLoader workers, overlapping the model's work."""
+    if workers and hasattr(method, "preload") and len(paths) > 1:
+        import torch.utils.data as tud
+
+        loader = tud.DataLoader(_Preloader(method, paths), batch_size=None, shuffle=False, num_workers=int(workers),
+                                prefetch_factor=4, persistent_workers=False)
+        for path, prep in loader:
+            yield path, (prep if isinstance(prep, Exception) else method.attach(prep))
+        return
+    for path in paths:
+        try:
+            yield path, method.prepare(path)  # lazy: decoding and features happen on first use
+        except Exception as e:
+            yield path, e
+
+
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], iou_threshold: float,
-              on_error: str = "raise", viz: int = 0, progress: bool = True) -> Dict[str, Any]:
+              on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0) -> Dict[str, Any]:
     """Evaluate ``method`` (an object with ``prepare(image)`` and ``localize_prepared(prep, phrase)``)
     on ``samples``; returns the metrics dict (also written to ``metrics.json``)."""
     from tqdm import tqdm
@@ -166,17 +200,20 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="row", disable=not progress,
                dynamic_ncols=True, desc=identity.get("split", "eval"))
     try:
-        for image_path, rows in group_by_image(todo).items():
-            t0 = time.perf_counter()
-            bad = [s for s in rows if getattr(s, "error", None)]
-            rows = [s for s in rows if not getattr(s, "error", None)]
-            for s in bad:  # rows the loader already flagged (on_error=skip)
-                writer.write(_skip_record(s, s.error))
-                bar.update(1)
-            if not rows:
-                continue
+        groups = group_by_image(todo)
+        good = {p: [s for s in rows if not getattr(s, "error", None)] for p, rows in groups.items()}
+        for image_path, rows in groups.items():  # rows the loader already flagged (on_error=skip)
+            for s in rows:
+                if getattr(s, "error", None):
+                    writer.write(_skip_record(s, s.error))
+                    bar.update(1)
+        paths = [p for p, rows in good.items() if rows]
+        t0 = time.perf_counter()
+        for image_path, prepared in prepared_images(method, paths, workers):
+            rows = good[image_path]
             try:
-                prepared = method.prepare(image_path)  # lazy: decoding and features happen on first use
+                if isinstance(prepared, Exception):
+                    raise prepared
                 w, h = prepared.image_size
             except Exception as e:  # missing or unreadable image
                 msg = f"{image_path}: {type(e).__name__}: {e}"
@@ -206,12 +243,13 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
                     save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map, out.box,
                                 s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
                 bar.update(1)
-            dt = time.perf_counter() - t0
-            if first_image:  # warm-up (lazy init, allocator) is excluded from timing
+            now = time.perf_counter()
+            if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
                 first_image = False
             else:
                 timed_rows += len(rows)
-                timed_seconds += dt
+                timed_seconds += now - t0
+            t0 = now
     finally:
         writer.close()
         bar.close()

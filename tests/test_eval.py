@@ -165,3 +165,9 @@ def test_submitit_local_shards_then_merge(data, tmp_path):
     assert len(shard_dirs) == 2
     merge_runs(tmp_path / "merged", shard_dirs)
     assert _preds(tmp_path / "merged") == _preds(tmp_path / "single")
+
+
+def test_same_predictions_with_dataloader_workers(data, tmp_path):
+    evaluate(_cfg(data), tmp_path / "w0")
+    evaluate(_cfg(data, "workers=2"), tmp_path / "w2")
+    assert _preds(tmp_path / "w2") == _preds(tmp_path / "w0")
