@@ -62,32 +62,63 @@ def brute_force_box_search(score_map, alpha: float) -> Box:
     return best_box
 
 
-def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu") -> Box:
-    """Global optimum: maximum-weight sub-rectangle of h (:func:`box_weights`), O(H²·W).
+def _best_runs(colsum: torch.Tensor):
+    """Best contiguous run along the last axis: (value, x1, x2) for every leading index.
 
-    For every top row y1 (all bottom rows y2 at once), column sums of h between the rows form a 1-D
-    array whose best contiguous run [x1, x2] is max over x2 of (prefix[x2+1] − min_{x1≤x2} prefix[x1])
-    (Kadane via a running minimum). The smaller side is put on the rows. Ties are broken by the
-    first maximum in scan order.
+    best run ending at x2 = prefix[x2+1] − min_{x1 ≤ x2} prefix[x1] (Kadane through a running minimum).
+    """
+    zeros = torch.zeros(colsum.shape[:-1] + (1,), dtype=colsum.dtype, device=colsum.device)
+    pref = torch.cat([zeros, colsum.cumsum(-1)], -1)
+    runmin, argmin = torch.cummin(pref[..., :-1], dim=-1)
+    gain = pref[..., 1:] - runmin
+    v, x2 = gain.max(-1)
+    x1 = torch.gather(argmin, -1, x2.unsqueeze(-1)).squeeze(-1)
+    return v, x1, x2
+
+
+def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu", block: int = 8) -> Box:
+    """Global optimum: the maximum-weight sub-rectangle of h (:func:`box_weights`), by branch and bound.
+
+    With C the row-prefix sums of h, the column sums of rows y1..y2 are C[y2+1] − C[y1]. Rows are cut
+    into blocks of ``block``; for a block pair (A, B) every row pair y1 ∈ A, y2 ∈ B has column sums
+    ≤ max_{y2∈B} C[y2+1] − min_{y1∈A} C[y1] elementwise, so the best run of that upper envelope
+    bounds every box in the pair (Kadane on the envelope). Block pairs are visited by decreasing bound
+    and solved exactly (all their row pairs at once); the search stops when no remaining bound can
+    beat the best box found. Exactness does not depend on the bound's tightness, only on its
+    validity; peaky score maps need only a few block pairs. The smaller side is put on the rows.
     """
     h = torch.as_tensor(box_weights(score_map, alpha), dtype=torch.float64, device=device)
     transposed = h.shape[0] > h.shape[1]
     if transposed:
         h = h.t()
     H, W = h.shape
-    rows = torch.cat([torch.zeros(1, W, dtype=h.dtype, device=h.device), h.cumsum(0)], 0)  # (H+1, W)
+    C = torch.cat([torch.zeros(1, W, dtype=h.dtype, device=h.device), h.cumsum(0)], 0)  # (H+1, W)
+    nb = (H + block - 1) // block
+    starts = [min(i * block, H) for i in range(nb + 1)]
+    min_top = torch.stack([C[starts[i]:starts[i + 1]].min(0).values for i in range(nb)])  # C[y1], y1 ∈ A
+    max_bot = torch.stack([C[starts[i] + 1:starts[i + 1] + 1].max(0).values for i in range(nb)])  # C[y2+1]
+    env = max_bot[None, :, :] - min_top[:, None, :]  # (A, B, W)
+    bound, _, _ = _best_runs(env)
+    ia, ib = torch.triu_indices(nb, nb, device=h.device)  # A ≤ B
+    bounds = bound[ia, ib]
+    order = torch.argsort(bounds, descending=True).tolist()
+    bounds_l, ia_l, ib_l = bounds.tolist(), ia.tolist(), ib.tolist()
     best, best_box = -math.inf, None
-    for y1 in range(H):
-        colsum = rows[y1 + 1:] - rows[y1]  # (H - y1, W): rows y1..y2 for each y2
-        pref = torch.cat([torch.zeros(colsum.shape[0], 1, dtype=h.dtype, device=h.device), colsum.cumsum(1)], 1)
-        runmin, argmin = torch.cummin(pref[:, :-1], dim=1)  # min over x1 ≤ x2 of prefix[x1]
-        gain = pref[:, 1:] - runmin  # best run ending at x2
-        flat = int(torch.argmax(gain))
-        v = float(gain.reshape(-1)[flat])
-        if v > best:
-            dy, x2 = divmod(flat, W)
-            best = v
-            best_box = (int(argmin[dy, x2]), y1, x2, y1 + dy)
+    for k in order:
+        if bounds_l[k] <= best:
+            break
+        a0, a1 = starts[ia_l[k]], starts[ia_l[k] + 1]
+        b0, b1 = starts[ib_l[k]], starts[ib_l[k] + 1]
+        colsum = C[b0 + 1:b1 + 1][None, :, :] - C[a0:a1][:, None, :]  # (|A|, |B|, W)
+        v, x1, x2 = _best_runs(colsum)
+        y1 = torch.arange(a0, a1, device=h.device)[:, None]
+        y2 = torch.arange(b0, b1, device=h.device)[None, :]
+        v = v.masked_fill(y2 < y1, -math.inf)
+        flat = int(torch.argmax(v))
+        if float(v.reshape(-1)[flat]) > best:
+            i, j = divmod(flat, b1 - b0)
+            best = float(v[i, j])
+            best_box = (int(x1[i, j]), a0 + i, int(x2[i, j]), b0 + j)
     x1, y1, x2, y2 = best_box
     return (y1, x1, y2, x2) if transposed else (x1, y1, x2, y2)
 
