@@ -67,16 +67,14 @@ def _best_runs(colsum: torch.Tensor):
 
     best run ending at x2 = prefix[x2+1] − min_{x1 ≤ x2} prefix[x1] (Kadane through a running minimum).
     """
-    zeros = torch.zeros(colsum.shape[:-1] + (1,), dtype=colsum.dtype, device=colsum.device)
-    pref = torch.cat([zeros, colsum.cumsum(-1)], -1)
-    runmin, argmin = torch.cummin(pref[..., :-1], dim=-1)
-    gain = pref[..., 1:] - runmin
-    v, x2 = gain.max(-1)
+    incl = colsum.cumsum(-1)  # prefix[x+1]
+    runmin, argmin = torch.cummin(incl - colsum, dim=-1)  # min over x1 ≤ x2 of prefix[x1] (exclusive prefix)
+    v, x2 = (incl - runmin).max(-1)
     x1 = torch.gather(argmin, -1, x2.unsqueeze(-1)).squeeze(-1)
     return v, x1, x2
 
 
-def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu", block: int = 8) -> Box:
+def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu", block: int = 16) -> Box:
     """Global optimum: the maximum-weight sub-rectangle of h (:func:`box_weights`), by branch and bound.
 
     With C the row-prefix sums of h, the column sums of rows y1..y2 are C[y2+1] − C[y1]. Rows are cut
@@ -94,30 +92,32 @@ def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] =
     H, W = h.shape
     C = torch.cat([torch.zeros(1, W, dtype=h.dtype, device=h.device), h.cumsum(0)], 0)  # (H+1, W)
     nb = (H + block - 1) // block
-    starts = [min(i * block, H) for i in range(nb + 1)]
-    min_top = torch.stack([C[starts[i]:starts[i + 1]].min(0).values for i in range(nb)])  # C[y1], y1 ∈ A
-    max_bot = torch.stack([C[starts[i] + 1:starts[i + 1] + 1].max(0).values for i in range(nb)])  # C[y2+1]
-    env = max_bot[None, :, :] - min_top[:, None, :]  # (A, B, W)
-    bound, _, _ = _best_runs(env)
+    pad = nb * block - H
+    tops = torch.cat([C[:H], C[H - 1:H].expand(pad, W)]) if pad else C[:H]  # C[y1], y1 = 0..H-1
+    bots = torch.cat([C[1:], C[H:].expand(pad, W)]) if pad else C[1:]  # C[y2+1], y2 = 0..H-1
+    min_top = tops.reshape(nb, block, W).min(1).values
+    max_bot = bots.reshape(nb, block, W).max(1).values
+    bound, _, _ = _best_runs(max_bot[None, :, :] - min_top[:, None, :])  # (A, B): envelope's best run
     ia, ib = torch.triu_indices(nb, nb, device=h.device)  # A ≤ B
     bounds = bound[ia, ib]
-    order = torch.argsort(bounds, descending=True).tolist()
-    bounds_l, ia_l, ib_l = bounds.tolist(), ia.tolist(), ib.tolist()
+    order = torch.argsort(bounds, descending=True)
+    bounds_l = bounds[order].tolist()
+    pairs = torch.stack([ia[order], ib[order]], 1).tolist()
     best, best_box = -math.inf, None
-    for k in order:
-        if bounds_l[k] <= best:
+    for (a, b), ub in zip(pairs, bounds_l):
+        if ub <= best:
             break
-        a0, a1 = starts[ia_l[k]], starts[ia_l[k] + 1]
-        b0, b1 = starts[ib_l[k]], starts[ib_l[k] + 1]
+        a0, a1 = a * block, min(H, (a + 1) * block)
+        b0, b1 = b * block, min(H, (b + 1) * block)
         colsum = C[b0 + 1:b1 + 1][None, :, :] - C[a0:a1][:, None, :]  # (|A|, |B|, W)
         v, x1, x2 = _best_runs(colsum)
-        y1 = torch.arange(a0, a1, device=h.device)[:, None]
-        y2 = torch.arange(b0, b1, device=h.device)[None, :]
-        v = v.masked_fill(y2 < y1, -math.inf)
+        if a == b:
+            v = v.masked_fill(torch.ones_like(v, dtype=torch.bool).tril(-1), -math.inf)  # y2 < y1
         flat = int(torch.argmax(v))
-        if float(v.reshape(-1)[flat]) > best:
-            i, j = divmod(flat, b1 - b0)
-            best = float(v[i, j])
+        i, j = divmod(flat, b1 - b0)
+        val = float(v[i, j])
+        if val > best:
+            best = val
             best_box = (int(x1[i, j]), a0 + i, int(x2[i, j]), b0 + j)
     x1, y1, x2, y2 = best_box
     return (y1, x1, y2, x2) if transposed else (x1, y1, x2, y2)
