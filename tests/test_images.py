@@ -55,3 +55,37 @@ def test_truncated_jpeg_raises_clear_error(tmp_path):
     p.write_bytes(p.read_bytes()[:300])
     with pytest.raises(OSError):
         to_pil_rgb(p)
+
+
+@pytest.fixture(scope="module")
+def toy_loc():
+    from grounding.pipeline import Localizer
+
+    return Localizer("toy", "ours")
+
+
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (16, 3)])
+def test_images_smaller_than_a_patch_are_localised(toy_loc, size):
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : max(1, w // 2)] = (230, 20, 20)
+    out = toy_loc(img, "the red square")
+    x1, y1, x2, y2 = out.box
+    assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h
+
+
+def test_very_large_image(toy_loc, tmp_path):
+    img = np.full((6000, 8000, 3), 128, np.uint8)
+    img[1000:3000, 2000:5000] = (20, 20, 230)
+    p = tmp_path / "big.jpg"
+    Image.fromarray(img).save(p, quality=80)
+    out = toy_loc(p, "a blue rectangle")
+    from grounding.metrics import box_iou
+
+    assert box_iou(out.box, [2000, 1000, 5000, 3000]) > 0.7
+
+
+def test_non_ascii_phrase(toy_loc):
+    img = np.full((64, 64, 3), 128, np.uint8)
+    out = toy_loc(img, "un carré rouge — 赤い四角 🟥")
+    assert np.isfinite(out.score_map).all()
