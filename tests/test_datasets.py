@@ -63,6 +63,15 @@ def test_bad_boxes_name_file_and_row(tmp_path, bbox, msg):
     assert len(s) == 2 and s[0].error is None and msg in s[1].error and s.n_errors == 1
 
 
+@pytest.mark.parametrize("query", ['""', '"   "', "\"['', 'x']\""])
+def test_empty_phrases_are_bad_rows(tmp_path, query):
+    _img(tmp_path / "flickr30k-images" / "1.jpg")
+    _flickr(tmp_path, [f'1,"[1, 2, 50, 60]",{query},x'])
+    with pytest.raises(DatasetError, match="data row 1.*empty"):
+        load_split("flickr_s1", tmp_path)
+    assert load_split("flickr_s1", tmp_path, on_error="skip")[0].error
+
+
 def test_missing_image_and_escaping_paths(tmp_path):
     _flickr(tmp_path, ['404,"[1, 2, 50, 60]",a man,x'])
     with pytest.raises(DatasetError, match="image not found"):

@@ -127,8 +127,9 @@ def test_shards_merge_to_the_single_run(data, tmp_path):
         merge_runs(tmp_path / "bad", dirs[:2])
 
 
-def test_sigkill_then_restart_is_identical(data, tmp_path):
-    """Kill the real CLI mid-run with SIGKILL, restart it on the same run directory."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_kill_then_restart_is_identical(data, tmp_path, sig):
+    """Kill the real CLI mid-run (SIGKILL or Ctrl-C), restart it on the same run directory."""
     root, ckpt = data
     args = [sys.executable, "-m", "grounding.eval", "split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}",
             f"data_root={root}", "method.n_segments=[30,60]", "cache.enabled=false"]
@@ -143,7 +144,7 @@ def test_sigkill_then_restart_is_identical(data, tmp_path):
         if f.exists() and f.read_text().count("\n") >= 4:
             break
         time.sleep(0.05)
-    p.send_signal(signal.SIGKILL)
+    p.send_signal(sig)
     p.wait()
     n_before = (run / "predictions.jsonl").read_text().count("\n")
     assert 0 < n_before < 18, "the run finished before it could be killed"
