@@ -128,7 +128,9 @@ def write_tables(tables, out_dir: Path) -> List[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written, md = [], []
     for name, (disp, long) in tables.items():
-        md.append(f"### {name}\n\ncells: ours (paper, difference), Acc@IoU in %; blank = no run\n\n"
+        caption = ("box search time per 224×224 map, from scripts/bench_box_search.py (same maps, one machine)"
+                   if name.startswith("tableA1") else "cells: ours (paper, difference), Acc@IoU in %; blank = no run")
+        md.append(f"### {name}\n\n{caption}\n\n"
                   + (disp.to_markdown(index=False) if len(disp) else "_no rows_") + "\n")
         long.to_csv(out_dir / f"{name}.csv", index=False)
         (out_dir / f"{name}.tex").write_text(disp.style.hide(axis="index").to_latex(hrules=True))
