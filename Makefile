@@ -27,5 +27,11 @@ eval: setup
 tables: setup
 	$(VENV)/bin/grounding-tables $(ARGS)
 
+bench: setup
+	$(VPY) scripts/bench_box_search.py
+	$(VPY) scripts/bench_pipeline.py
+	$(VPY) scripts/bench_scaling.py
+	$(VPY) scripts/bench_gpu.py
+
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
