@@ -10,7 +10,6 @@ and a CSV next to it, which ``grounding-tables`` turns into Table A1.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding.box_search import box_objective, search_box  # noqa: E402
 
 
@@ -49,10 +49,7 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        msg = "no GPU on this machine (torch.cuda.is_available() is False): nothing was measured.\n"
-        print(msg)
-        out.write_text(msg)
+    if missing_gpu(a.device, out):
         return 0
     n = 10 if a.quick else a.n
     maps = list(score_maps(n, a.size))
@@ -74,8 +71,7 @@ def main():
         fe, fh = box_objective(m, boxes["exact"], alpha), box_objective(m, boxes["hierarchical"], alpha)
         worse += fe < fh - 1e-12
         gaps.append(fe - fh)
-    dev = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else \
-        f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    dev = device_label(a.device)
     rows = [{"method": k, "maps": n, "size": a.size, "ms_mean": float(np.mean(v)), "ms_std": float(np.std(v)),
              "device": dev} for k, v in times.items()]
     df = pd.DataFrame(rows)

@@ -11,7 +11,6 @@ Writes a Markdown table to stdout and to --out (default outputs/bench/gpu.md).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding import dense  # noqa: E402
 from grounding.regions import slic_regions  # noqa: E402
 
@@ -82,11 +82,7 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        msg = ("no GPU on this machine (torch.cuda.is_available() is False): nothing was measured. "
-               "Run this script on a CUDA machine, or pass --device cpu for a CPU measurement.\n")
-        print(msg)
-        out.write_text(msg)
+    if missing_gpu(a.device, out):
         return 0
     device = torch.device(a.device)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[a.precision]
@@ -96,7 +92,7 @@ def main():
     segs = [100, 200] if a.quick else list(range(100, 601, 50))
     rows = [bench("vit_l14", "ours", device, dtype, n, segs), bench("rn50x4", "ours", device, dtype, n, segs),
             bench("rn50x4", "denseclip", device, dtype, n, segs)]
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()} ({torch.get_num_threads()} threads)"
+    name = device_label(device)
     text = (f"Dense-feature stage on {name}, torch {torch.__version__}, {n} images after one warm-up"
             f"{' (quick: SLIC scales 100,200 only)' if a.quick else ''}.\n\n"
             + pd.DataFrame(rows).round(1).to_markdown(index=False) + "\n")
