@@ -32,7 +32,7 @@ def build_method(cfg: DictConfig):
     if name == "crop_rank":
         from .crop_rank import CropRank
 
-        return CropRank(cfg.backbone.name, variant=cfg.method.variant, num_proposals=cfg.method.num_proposals,
+        return CropRank(cfg.backbone.name, variant=cfg.get("variant") or cfg.method.variant, num_proposals=cfg.method.num_proposals,
                         batch_size=cfg.method.batch_size, **common)
     from .cache import FeatureCache
     from .pipeline import Localizer

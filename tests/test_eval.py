@@ -172,3 +172,12 @@ def test_same_predictions_with_dataloader_workers(data, tmp_path):
     evaluate(_cfg(data), tmp_path / "w0")
     evaluate(_cfg(data, "workers=2"), tmp_path / "w2")
     assert _preds(tmp_path / "w2") == _preds(tmp_path / "w0")
+
+
+def test_crop_rank_reference_variant_shortcut(data, tmp_path):
+    root, ckpt = data
+    cfg = compose("config", ["split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}", "method=crop_rank",
+                             "variant=reference", f"data_root={root}", "limit=3"])
+    m = evaluate(cfg, tmp_path / "cr")
+    assert m["params"] == {"variant": "reference", "num_proposals": 100} and m["n"] == 3
+    assert m["pointing_game"] is None  # no score map for Crop & Rank
