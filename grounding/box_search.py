@@ -52,14 +52,12 @@ def brute_force_box_search(score_map, alpha: float) -> Box:
     H, W = h.shape
     P = np.zeros((H + 1, W + 1))
     P[1:, 1:] = h.cumsum(0).cumsum(1)
-    best, best_box = -math.inf, (0, 0, 0, 0)
     x1, y1, x2, y2 = np.meshgrid(np.arange(W), np.arange(H), np.arange(W), np.arange(H), indexing="ij")
     valid = (x2 >= x1) & (y2 >= y1)
     x1, y1, x2, y2 = x1[valid], y1[valid], x2[valid], y2[valid]  # lexicographic order is kept
     val = P[y2 + 1, x2 + 1] - P[y1, x2 + 1] - P[y2 + 1, x1] + P[y1, x1]
     i = int(np.argmax(val))
-    best_box = (int(x1[i]), int(y1[i]), int(x2[i]), int(y2[i]))
-    return best_box
+    return (int(x1[i]), int(y1[i]), int(x2[i]), int(y2[i]))
 
 
 def _best_runs(colsum: torch.Tensor):

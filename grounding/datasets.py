@@ -254,7 +254,7 @@ def phrase_type_dict(sentences_dir) -> Dict[str, str]:
     return out
 
 
-def read_flickr30k_entities(sentences_dir, annotations_dir, image_ids) -> "pd.DataFrame":
+def read_flickr30k_entities(sentences_dir, annotations_dir, image_ids):
     """Raw Flickr30k Entities → one row per phrase with the union box of its chain.
 
     Like ZSGNet's preparation: the box of a phrase is the union of all boxes of its chain in the

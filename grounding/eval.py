@@ -18,7 +18,7 @@ from typing import Any, Dict
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from .config import conf_dir, method_overrides
 

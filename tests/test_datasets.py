@@ -1,7 +1,5 @@
 """Split loaders on generated ZSG CSVs and the real Flickr30k Entities fixtures."""
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest

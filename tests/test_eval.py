@@ -1,6 +1,5 @@
 """The evaluation app end to end on a generated split: outputs, resume, torn lines, skips, shards."""
 import json
-import os
 import signal
 import subprocess
 import sys
