@@ -51,7 +51,7 @@ def resolved_params(method) -> Dict[str, Any]:
 def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from .datasets import load_split
     from .backbones import backbone_key
-    from .runner import atomic_write_text, run_split, select_shard
+    from .runner import run_split, select_shard
 
     split = load_split(cfg.split.name, cfg.data_root, image_template=cfg.image_template,
                        sentences_dir=cfg.sentences_dir, limit=cfg.limit, on_error=cfg.on_error)
@@ -76,8 +76,6 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
              split.csv_path, cfg.method.name, cfg.backbone.name, identity["params"])
     metrics = run_split(method, samples, run_dir, identity=identity, iou_threshold=float(cfg.split.iou_threshold),
                         on_error=cfg.on_error, viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0))
-    metrics.update(backbone_key=identity["backbone_key"], overrides=identity["overrides"])
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
     metrics["run_dir"] = str(run_dir)
     log.info("Acc@%.1f = %.2f%% on %d rows (%d skipped) -> %s", metrics["iou_threshold"], 100 * metrics["accuracy"],
              metrics["n"], metrics.get("n_skipped", 0), run_dir)

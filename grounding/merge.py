@@ -11,12 +11,10 @@ import json
 from pathlib import Path
 from typing import List
 
-from .runner import METRICS_FILE, PRED_FILE, RUN_FILE, atomic_write_text, read_predictions
+from .runner import METRICS_FILE, PRED_FILE, RUN_FILE, atomic_write_text, read_predictions, summarise
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:
-    from .metrics import GroundingEvaluator
-
     if not dirs:
         raise ValueError("no run directories given")
     idents, rows = [], {}
@@ -48,12 +46,7 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
     ordered = [rows[i] for i in sorted(rows)]
     atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
     atomic_write_text(out / RUN_FILE, json.dumps(dict(base, shard=None), indent=1, sort_keys=True))
-    ev = GroundingEvaluator(iou_threshold=base["iou_threshold"])
-    ev.reset()
-    ev.process([r | {"skipped": bool(r.get("skipped"))} for r in ordered])
-    metrics = ev.evaluate()
-    metrics.update({k: base[k] for k in ("split", "method", "backbone", "backbone_key", "overrides") if k in base})
-    metrics["params"] = base.get("params", {})
+    metrics = summarise(ordered, base)
     metrics["merged_from"] = [str(d) for d in dirs]
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics

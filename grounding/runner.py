@@ -22,7 +22,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from .metrics import GroundingEvaluator, box_iou, pointing_hit
+
 log = logging.getLogger(__name__)
+IDENTITY_KEYS_IN_METRICS = ("split", "method", "backbone", "backbone_key", "overrides")
 
 PRED_FILE, METRICS_FILE, RUN_FILE = "predictions.jsonl", "metrics.json", "run.json"
 
@@ -122,14 +125,24 @@ def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
         atomic_write_text(p, json.dumps(identity, indent=1, sort_keys=True))
 
 
-def _row_record(sample, pred_box, score_map, image_size, iou_fn, pointing_fn, extra=None) -> Dict[str, Any]:
+def summarise(rows: List[Dict[str, Any]], identity: Dict[str, Any]) -> Dict[str, Any]:
+    """metrics.json content for prediction rows (in row order) of a run with this ``identity``."""
+    ev = GroundingEvaluator(iou_threshold=identity["iou_threshold"])
+    ev.process(rows)
+    metrics = ev.evaluate()
+    metrics.update({k: identity[k] for k in IDENTITY_KEYS_IN_METRICS if k in identity})
+    metrics["params"] = identity.get("params", {})
+    return metrics
+
+
+def _row_record(sample, pred_box, score_map, image_size, extra=None) -> Dict[str, Any]:
     gt = [float(v) for v in sample.gt_box]
-    iou = float(iou_fn(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
+    iou = float(box_iou(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
     rec = {"index": int(sample.index), "image": str(sample.image_path), "phrase": sample.phrase,
            "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou}
     if len(getattr(sample, "phrases", []) or []) > 1:
         rec["phrases"] = list(sample.phrases)
-    rec["pointing"] = None if score_map is None else bool(pointing_fn(score_map, gt, image_size))
+    rec["pointing"] = None if score_map is None else bool(pointing_hit(score_map, gt, image_size))
     rec.update(extra or {})
     return rec
 
@@ -181,7 +194,6 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     from tqdm import tqdm
 
     from .datasets import load_image
-    from .metrics import GroundingEvaluator, box_iou, pointing_hit
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -234,7 +246,7 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
                     writer.write(_skip_record(s, msg))
                     bar.update(1)
                     continue
-                rec = _row_record(s, out.box, out.score_map, (w, h), box_iou, pointing_hit)
+                rec = _row_record(s, out.box, out.score_map, (w, h))
                 rec["hit"] = bool(rec["iou"] > iou_threshold)
                 writer.write(rec)
                 if s.index in viz_rows:
@@ -261,12 +273,7 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     missing = [i for i in wanted if i not in preds]
     if missing:
         raise RuntimeError(f"{len(missing)} rows have no prediction after the run (e.g. {missing[:5]})")
-    ev = GroundingEvaluator(iou_threshold=iou_threshold)
-    ev.reset()
-    ev.process([preds[i] | {"skipped": bool(preds[i].get("skipped"))} for i in wanted])
-    metrics = ev.evaluate()
-    metrics.update({k: identity[k] for k in ("split", "method", "backbone") if k in identity})
-    metrics["params"] = identity.get("params", {})
+    metrics = summarise([preds[i] for i in wanted], dict(identity, iou_threshold=iou_threshold))
     metrics["timing"] = {"rows_timed": timed_rows, "seconds": round(timed_seconds, 3),
                          "rows_per_second": round(timed_rows / timed_seconds, 4) if timed_seconds > 0 else None,
                          "device": identity.get("device"), "note": "first image excluded (warm-up); "
