@@ -65,7 +65,7 @@ class GroundingEvaluator:
 
     def reset(self) -> None:
         self._ious: List[float] = []
-        self._pointing: List[Optional[bool]] = []
+        self._pointing: List[Optional[bool]] = []  # rows that were not skipped
         self._skipped: List[int] = []
 
     def process(self, records: Iterable[Dict]) -> None:
@@ -73,7 +73,6 @@ class GroundingEvaluator:
             if r.get("skipped") or r.get("pred_box") is None:
                 self._skipped.append(int(r.get("index", len(self._ious))))
                 self._ious.append(0.0)
-                self._pointing.append("skip")
                 continue
             self._ious.append(float(box_iou(r["pred_box"], r["gt_box"])))
             self._pointing.append(r.get("pointing"))
@@ -83,9 +82,8 @@ class GroundingEvaluator:
         n = len(ious)
         acc = float(hit(ious, self.iou_threshold).mean()) if n else 0.0
         # pointing game only for methods with score maps; a skipped row is a miss there too
-        scored = [p for p in self._pointing if p is not None and p != "skip"]
-        n_skip = sum(p == "skip" for p in self._pointing)
-        pointing = float(sum(bool(p) for p in scored) / (len(scored) + n_skip)) if scored else None
+        scored = [p for p in self._pointing if p is not None]
+        pointing = float(sum(scored) / (len(scored) + len(self._skipped))) if scored else None
         return {
             "accuracy": acc,
             "n": n,
