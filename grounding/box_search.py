@@ -12,6 +12,7 @@ Equivalently a box is a maximum-weight sub-rectangle of h = S / (ΣS + 1e-8) −
 """
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Tuple, Union
 
@@ -60,63 +61,94 @@ def brute_force_box_search(score_map, alpha: float) -> Box:
     return (int(x1[i]), int(y1[i]), int(x2[i]), int(y2[i]))
 
 
-def _best_runs(colsum: torch.Tensor):
-    """Best contiguous run along the last axis: (value, x1, x2) for every leading index.
+def _on(a, index):
+    """``index`` (numpy) as an index for ``a`` (numpy array or torch tensor on any device)."""
+    return index if isinstance(a, np.ndarray) else torch.as_tensor(index, device=a.device)
 
-    best run ending at x2 = prefix[x2+1] − min_{x1 ≤ x2} prefix[x1] (Kadane through a running minimum).
-    """
+
+def _run_gains(colsum):
+    """Kadane through a running minimum, along the last axis: the best run ending at x2 is
+    prefix[x2+1] − min_{x1 ≤ x2} prefix[x1]. Returns (that gain per x2, exclusive prefix, its running
+    minimum). numpy arrays (CPU) or torch tensors (any device)."""
     incl = colsum.cumsum(-1)  # prefix[x+1]
-    runmin, argmin = torch.cummin(incl - colsum, dim=-1)  # min over x1 ≤ x2 of prefix[x1] (exclusive prefix)
-    v, x2 = (incl - runmin).max(-1)
-    x1 = torch.gather(argmin, -1, x2.unsqueeze(-1)).squeeze(-1)
-    return v, x1, x2
+    excl = incl - colsum  # prefix[x]
+    runmin = np.minimum.accumulate(excl, -1) if isinstance(colsum, np.ndarray) else torch.cummin(excl, -1).values
+    return incl - runmin, excl, runmin
 
 
-def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu", block: int = 16) -> Box:
+def _best_run_values(colsum):
+    """The best contiguous run's value along the last axis, for every leading index."""
+    gain = _run_gains(colsum)[0]
+    return (gain.max(-1) if isinstance(gain, np.ndarray) else gain.amax(-1)).tolist()
+
+
+def _block_envelopes(C, H: int, start: int, size: int, n: int):
+    """For ``n`` blocks of ``size`` rows from ``start``: min over y1 in the block of C[y1] and max over
+    y2 in the block of C[y2+1] (rows past H−1 repeat the last one)."""
+    rows = _on(C, np.minimum(start + np.arange(n * size), H - 1))
+    tops, bots = C[:H][rows].reshape(n, size, -1), C[1:][rows].reshape(n, size, -1)
+    if isinstance(C, np.ndarray):
+        return tops.min(1), bots.max(1)
+    return tops.amin(1), bots.amax(1)
+
+
+def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] = "cpu", block: int = 16,
+                     split: int = 4, leaf: int = 4, backend: str = "auto") -> Box:
     """Global optimum: the maximum-weight sub-rectangle of h (:func:`box_weights`), by branch and bound.
 
-    With C the row-prefix sums of h, the column sums of rows y1..y2 are C[y2+1] − C[y1]. Rows are cut
-    into blocks of ``block``; for a block pair (A, B) every row pair y1 ∈ A, y2 ∈ B has column sums
-    ≤ max_{y2∈B} C[y2+1] − min_{y1∈A} C[y1] elementwise, so the best run of that upper envelope
-    bounds every box in the pair (Kadane on the envelope). Block pairs are visited by decreasing bound
-    and solved exactly (all their row pairs at once); the search stops when no remaining bound can
-    beat the best box found. Exactness does not depend on the bound's tightness, only on its
-    validity; peaky score maps need only a few block pairs. The smaller side is put on the rows.
+    With C the row-prefix sums of h, the column sums of rows y1..y2 are C[y2+1] − C[y1]. For a pair of
+    row blocks (A, B), every y1 ∈ A, y2 ∈ B has column sums ≤ max_{y2∈B} C[y2+1] − min_{y1∈A} C[y1]
+    elementwise, so the best run of that upper envelope (Kadane) bounds every box in the pair. Pairs
+    of ``block`` rows are bounded at once and kept in a max-heap; the best is popped and either split
+    into ``split``×``split`` sub-pairs (bounded, pushed) or, at ``leaf`` rows or fewer, solved exactly
+    for all its row pairs. The search stops when no bound in the heap can beat the best box found.
+    Exactness rests only on the bounds' validity (brute-force tests); peaky maps touch few pairs.
+    The smaller side is put on the rows. Float64 throughout. ``backend="auto"``: numpy on the CPU
+    (fewer dispatches than torch), torch on other devices; both give the same box.
     """
-    h = torch.as_tensor(box_weights(score_map, alpha), dtype=torch.float64, device=device)
+    if backend == "auto":
+        backend = "numpy" if torch.device(device).type == "cpu" else "torch"
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    if block < 1 or split < 2 or leaf < 1:
+        raise ValueError(f"need block ≥ 1, split ≥ 2, leaf ≥ 1; got {block}, {split}, {leaf}")
+    h = box_weights(score_map, alpha)
     transposed = h.shape[0] > h.shape[1]
     if transposed:
-        h = h.t()
+        h = h.T
     H, W = h.shape
-    C = torch.cat([torch.zeros(1, W, dtype=h.dtype, device=h.device), h.cumsum(0)], 0)  # (H+1, W)
+    C = np.concatenate([np.zeros((1, W)), h.cumsum(0)], 0)  # (H+1, W)
+    if backend == "torch":
+        C = torch.as_tensor(C, device=device)
     nb = (H + block - 1) // block
-    pad = nb * block - H
-    tops = torch.cat([C[:H], C[H - 1:H].expand(pad, W)]) if pad else C[:H]  # C[y1], y1 = 0..H-1
-    bots = torch.cat([C[1:], C[H:].expand(pad, W)]) if pad else C[1:]  # C[y2+1], y2 = 0..H-1
-    min_top = tops.reshape(nb, block, W).min(1).values
-    max_bot = bots.reshape(nb, block, W).max(1).values
-    bound, _, _ = _best_runs(max_bot[None, :, :] - min_top[:, None, :])  # (A, B): envelope's best run
-    ia, ib = torch.triu_indices(nb, nb, device=h.device)  # A ≤ B
-    bounds = bound[ia, ib]
-    order = torch.argsort(bounds, descending=True)
-    bounds_l = bounds[order].tolist()
-    pairs = torch.stack([ia[order], ib[order]], 1).tolist()
+    ia, ib = np.triu_indices(nb)  # block pairs A ≤ B
+    top, bot = _block_envelopes(C, H, 0, block, nb)
+    bounds = _best_run_values(bot[_on(C, ib)] - top[_on(C, ia)])
+    heap = [(-u, int(a) * block, int(b) * block, block) for u, a, b in zip(bounds, ia, ib)]
+    heapq.heapify(heap)
     best, best_box = -math.inf, None
-    for (a, b), ub in zip(pairs, bounds_l):
-        if ub <= best:
-            break
-        a0, a1 = a * block, min(H, (a + 1) * block)
-        b0, b1 = b * block, min(H, (b + 1) * block)
-        colsum = C[b0 + 1:b1 + 1][None, :, :] - C[a0:a1][:, None, :]  # (|A|, |B|, W)
-        v, x1, x2 = _best_runs(colsum)
-        if a == b:
-            v = v.masked_fill(torch.ones_like(v, dtype=torch.bool).tril(-1), -math.inf)  # y2 < y1
-        flat = int(torch.argmax(v))
-        i, j = divmod(flat, b1 - b0)
-        val = float(v[i, j])
-        if val > best:
-            best = val
-            best_box = (int(x1[i, j]), a0 + i, int(x2[i, j]), b0 + j)
+    while heap and -heap[0][0] > best:
+        _, a0, b0, size = heapq.heappop(heap)
+        if size > leaf:  # branch: bound the sub-pairs
+            sub = -(-size // split)
+            top, _ = _block_envelopes(C, H, a0, sub, split)
+            _, bot = _block_envelopes(C, H, b0, sub, split)
+            i, j = (x.ravel() for x in np.meshgrid(np.arange(split), np.arange(split), indexing="ij"))
+            a, b = a0 + i * sub, b0 + j * sub
+            keep = (a < min(H, a0 + size)) & (b < min(H, b0 + size)) & (b + sub > a)  # some y1 ≤ y2 left
+            i, j, a, b = i[keep], j[keep], a[keep], b[keep]
+            for u, aa, bb in zip(_best_run_values(bot[_on(C, j)] - top[_on(C, i)]), a.tolist(), b.tolist()):
+                if u > best:
+                    heapq.heappush(heap, (-u, aa, bb, sub))
+            continue
+        a1, b1 = min(H, a0 + size), min(H, b0 + size)  # leaf: every row pair, exactly
+        gain, excl, runmin = _run_gains(C[b0 + 1:b1 + 1][None, :, :] - C[a0:a1][:, None, :])
+        gain[_on(gain, np.arange(a0, a1)[:, None] > np.arange(b0, b1)[None, :])] = -math.inf  # y2 < y1: no box
+        i, j, r = np.unravel_index(int(gain.argmax()), tuple(gain.shape))  # first maximum: rows, then x2
+        if float(gain[i, j, r]) > best:
+            best = float(gain[i, j, r])
+            x1 = int((excl[i, j, :r + 1] == runmin[i, j, r]).nonzero()[0][0])  # first minimal prefix
+            best_box = (x1, a0 + i, r, b0 + j)
     x1, y1, x2, y2 = best_box
     return (y1, x1, y2, x2) if transposed else (x1, y1, x2, y2)
 

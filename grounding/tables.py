@@ -18,6 +18,9 @@ import pandas as pd
 SPLITS = ["flickr_all", "flickr_other", "flickr_s0", "flickr_s1", "vg_s0", "vg_s1"]
 PAPER_CSV = Path(__file__).with_name("paper_results.csv")
 TABLE1_METHODS = ["crop_rank", "denseclip", "ours"]
+NO_PAPER_VALUES = ("**No paper values for this table** in the paper-results file: cells show our numbers only. "
+                   "Add the paper's rows (table,method,backbone,split,metric,value,note) to "
+                   "`grounding/paper_results.csv` or pass `--paper FILE`.")
 
 
 def paper_results(path: Path = PAPER_CSV) -> pd.DataFrame:
@@ -130,6 +133,8 @@ def write_tables(tables, out_dir: Path) -> List[Path]:
     for name, (disp, long) in tables.items():
         caption = ("box search time per 224×224 map, from scripts/bench_box_search.py (same maps, one machine)"
                    if name.startswith("tableA1") else "cells: ours (paper, difference), Acc@IoU in %; blank = no run")
+        if not name.startswith("tableA1") and ("paper" not in long or long.paper.isna().all()):
+            caption += f"\n\n{NO_PAPER_VALUES}"
         md.append(f"### {name}\n\n{caption}\n\n"
                   + (disp.to_markdown(index=False) if len(disp) else "_no rows_") + "\n")
         long.to_csv(out_dir / f"{name}.csv", index=False)

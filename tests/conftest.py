@@ -1,3 +1,4 @@
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -8,7 +9,21 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # parity_cases
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
+
+
+
+def _find_fixtures() -> Path:
+    """The real annotation fixtures: $GROUNDING_FIXTURES, else ../shared/fixtures/real next to the checkout,
+    else /work/shared/fixtures/real (a clone made elsewhere on the workplace machine)."""
+    candidates = [os.environ.get("GROUNDING_FIXTURES"), ROOT.parent / "shared" / "fixtures" / "real",
+                  "/work/shared/fixtures/real"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return ROOT.parent / "shared" / "fixtures" / "real"
+
+
+FIXTURES = _find_fixtures()
 
 
 @pytest.fixture(scope="session")

@@ -31,12 +31,25 @@ def _maps(rng, n):
 def test_exact_equals_brute_force_objective():
     rng = np.random.default_rng(0)
     for m, a in _maps(rng, 240):
-        for block in (2, 8):
-            e = exact_box_search(m, a, block=block)
-            b = brute_force_box_search(m, a)
+        b = brute_force_box_search(m, a)
+        for block, split, leaf in [(2, 2, 1), (8, 2, 1), (16, 4, 4), (5, 3, 2)]:
+            e = exact_box_search(m, a, block=block, split=split, leaf=leaf)
             assert box_objective(m, e, a) == pytest.approx(box_objective(m, b, a), abs=1e-12), (m, a)
             x1, y1, x2, y2 = e
             assert 0 <= x1 <= x2 < m.shape[1] and 0 <= y1 <= y2 < m.shape[0]
+            # the torch implementation (used on GPUs) finds the same box as the numpy one
+            assert exact_box_search(m, a, block=block, split=split, leaf=leaf, backend="torch") == e
+
+
+def test_exact_backends_agree_on_score_maps():
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        m = _blobs(rng, *[(224, 224), (60, 100), (100, 60)][i % 3])
+        a = float(rng.uniform(0.5, 0.95))
+        e = exact_box_search(m, a)
+        assert exact_box_search(m, a, backend="torch") == e
+        with pytest.raises(ValueError, match="backend"):
+            exact_box_search(m, a, backend="cupy")
 
 
 def test_brute_force_is_brute_force():

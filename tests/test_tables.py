@@ -55,6 +55,7 @@ def test_cells_blanks_and_differences(tmp_path, paper_csv):
     assert row.ours == 62.5 and row.paper == 60.0 and row["diff"] == pytest.approx(2.5)
     files = write_tables(t, tmp_path / "out")
     assert (tmp_path / "out" / "tables.md").read_text().count("###") == 3
+    assert "No paper values" not in (tmp_path / "out" / "tables.md").read_text()
     assert all(f.exists() for f in files)
     assert "\\begin{tabular}" in (tmp_path / "out" / "table1_methods.tex").read_text()
 
@@ -66,3 +67,16 @@ def test_cli_on_empty_and_bench(tmp_path, paper_csv, capsys):
                         "--bench", str(bench)]) == 0
     out = capsys.readouterr().out
     assert "tableA1_box_search_time" in out and "(60.0)" in out
+
+
+def test_missing_paper_values_are_said_not_invented(tmp_path):
+    """With no paper rows for a table, the output says so instead of showing paper cells."""
+    runs = tmp_path / "runs"
+    _run(runs, "flickr_s1", "ours", "vit_l14", 0.625)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("table,method,backbone,split,metric,value,note\n")
+    t = build_tables([runs], empty)
+    assert t["table1_methods"][0].set_index("method").loc["ours (vit_l14)", "flickr_s1"] == "62.5"
+    write_tables(t, tmp_path / "out")
+    md = (tmp_path / "out" / "tables.md").read_text()
+    assert md.count("No paper values for this table") == 3
