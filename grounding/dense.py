@@ -35,7 +35,8 @@ def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="refere
     """Stride and padding of the patch-embedding convolution.
 
     stride = patch // upsample. The reference pads by (patch - 1) // 2 at every upsample factor
-    (``stem_padding="reference"``); ``stem_padding=0`` gives the unmodified CLIP stem at upsample 1.
+    (``stem_padding="reference"``, which also stores the positional embeddings in fp16, see
+    :func:`upsample_positional_embedding`); ``stem_padding=0`` gives the unmodified CLIP stem at upsample 1.
     """
     p = int(visual.conv1.kernel_size[0])
     if upsample < 1 or p % upsample:
@@ -44,24 +45,25 @@ def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="refere
     return p // upsample, pad
 
 
-def upsample_positional_embedding(pos: torch.Tensor, grid: int) -> torch.Tensor:
+def upsample_positional_embedding(pos: torch.Tensor, grid: int, fp16: bool = True) -> torch.Tensor:
     """Bilinearly interpolate the (1 + g², D) patch positional embeddings to ``grid``² positions.
 
-    The class-token embedding is kept. As in the reference, an interpolated embedding is rounded
-    through fp16 (the reference stores it as a half-precision parameter on every device).
+    The class-token embedding is kept. With ``fp16`` (as the reference, which stores the result as a
+    half-precision parameter on every device and at every upsample factor, 1 included) all rows are
+    rounded through fp16; OpenAI's checkpoints already hold fp16 values, fp32 state dicts may not.
     """
     cls_pos, patch_pos = pos[:1], pos[1:]
     g = int(round(math.sqrt(patch_pos.shape[0])))
     if g * g != patch_pos.shape[0]:
         raise ValueError("positional embedding is not a square grid")
     if grid == g:
-        return pos
+        return pos.half().to(pos.dtype) if fp16 else pos
     d = patch_pos.shape[1]
     x = patch_pos.float().t().reshape(1, d, g, g)
     x = F.interpolate(x, size=(grid, grid), mode="bilinear", align_corners=False)
     x = x.reshape(d, grid * grid).t()
     out = torch.cat([cls_pos.float(), x], 0)
-    return out.half().to(pos.dtype)
+    return out.half().to(pos.dtype) if fp16 else out.to(pos.dtype)
 
 
 def patch_membership(regions: Regions, grid: int, device) -> torch.Tensor:
@@ -122,7 +124,8 @@ def vit_region_embeddings(visual: VisionTransformer, image: torch.Tensor, region
     x = x.flatten(2).transpose(1, 2)  # (1, P, D)
     cls = visual.class_embedding.to(dtype).reshape(1, 1, -1)
     x = torch.cat([cls, x], 1)
-    x = x + upsample_positional_embedding(visual.positional_embedding, grid).to(dtype)
+    x = x + upsample_positional_embedding(visual.positional_embedding, grid,
+                                          fp16=stem_padding == "reference").to(dtype)
     x = visual.ln_pre(x)[0]  # (1 + P, D)
 
     member = patch_membership(regions, grid, x.device)

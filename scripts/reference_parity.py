@@ -7,7 +7,7 @@ The reference is NOT part of this repository. Get a checkout of it yourself and 
 It runs unmodified on CPU: this script only redirects its ``.cuda()`` calls to no-ops, restores
 ``np.bool`` (removed in NumPy 1.24) and makes ``clip.load`` / the weight download return the tiny
 checkpoints built by :func:`grounding.tiny.tiny_clip` (saved as plain state-dict files). The golden
-file records, per case: the reference's min–max normalised score map (fp16), its cell box, and the
+file records, per case: the reference's min–max normalised score map (float32), its cell box, and the
 digest of the tiny checkpoint; ``tests/test_parity.py`` checks ``grounding`` against it.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main():
         cell = model.box_from_heatmap(heatmap)[0].astype(int).tolist()
         hm = heatmap.astype(np.float64)
         norm = (hm - hm.min()) / (hm.max() - hm.min() + 1e-12)
-        arrays[f"map_{i}"] = norm.astype(np.float16)
+        arrays[f"map_{i}"] = norm.astype(np.float32)
         meta.append(dict(case, cell_box=cell, checkpoint_digest=digests[case["checkpoint"]]))
         print(f"case {i}: {case['ref_model']} {case['image']} {case['phrase']!r} -> {cell}", flush=True)
     np.savez_compressed(out / "reference_parity.npz", **arrays)

@@ -18,11 +18,15 @@ TINY = {
     "ViT-B/32": dict(kind="vit", patch_size=32, seed=1),
     "ViT-B/16": dict(kind="vit", patch_size=16, seed=2),
     "RN50": dict(kind="resnet", seed=3),
+    "ViT-L/14": dict(kind="vit", patch_size=14, seed=4, vision_width=128),
 }
 FLICKR_VIT32 = dict(alpha=0.9, aggregation="mean", n_segments=list(range(100, 401, 50)), temperature=0.009,
                     upsample=2, start_block=0, compactness=50, sigma=0)
 VG_VIT16 = dict(alpha=0.85, aggregation="mean", n_segments=list(range(100, 601, 50)), temperature=0.01,
                 upsample=2, start_block=0, compactness=50, sigma=0)
+FLICKR_VIT14 = dict(alpha=0.75, aggregation="mean", n_segments=list(range(100, 601, 50)), temperature=0.02,
+                    upsample=2, start_block=0, compactness=50, sigma=0)
+VIT32_UP1 = dict(FLICKR_VIT32, upsample=1, n_segments=[100, 200])
 RN_OURS = dict(alpha=0.7, temperature=0.03)
 RN_DENSE = dict(high_res=False, alpha=0.7, temperature=0.03)
 
@@ -35,6 +39,10 @@ CASES = [
     dict(ref_model="RN50", checkpoint="RN50", method="ours", ref_args=RN_OURS, image="rocket", phrase="smoke"),
     dict(ref_model="RN50x4", checkpoint="RN50", method="denseclip", ref_args=RN_DENSE, image="coffee", phrase="a spoon"),
     dict(ref_model="RN50x4", checkpoint="RN50", method="denseclip", ref_args=RN_DENSE, image="astronaut", phrase="a flag"),
+    # added 2026-11-25: upsample 1 (positional embeddings stored in fp16 there too), a grayscale image, patch 14
+    dict(ref_model="vit32", checkpoint="ViT-B/32", method="ours", ref_args=VIT32_UP1, image="camera", phrase="a photographer"),
+    dict(ref_model="vit32", checkpoint="ViT-B/32", method="ours", ref_args=VIT32_UP1, image="coffee", phrase="a saucer"),
+    dict(ref_model="vit14", checkpoint="ViT-L/14", method="ours", ref_args=FLICKR_VIT14, image="rocket", phrase="a launch tower"),
 ]
 
 

@@ -117,8 +117,9 @@ def test_resnet_dense_embeddings_shape(high_res, expected):
 
 def test_positional_embedding_interpolation_keeps_class_and_grid():
     pos = torch.randn(1 + 49, 8)
-    same = dense.upsample_positional_embedding(pos, 7)
-    assert same is pos
+    assert dense.upsample_positional_embedding(pos, 7, fp16=False) is pos
+    # the reference stores the embedding in fp16 at every upsample factor, 1 included
+    torch.testing.assert_close(dense.upsample_positional_embedding(pos, 7), pos.half().float(), rtol=0, atol=0)
     up = dense.upsample_positional_embedding(pos, 14)
     assert up.shape == (1 + 196, 8)
     torch.testing.assert_close(up[0], pos[0].half().float())

@@ -1,7 +1,7 @@
 """Parity with the paper's reference code (pals-ttic/adapting-CLIP), run on CPU on tiny checkpoints.
 
 tests/golden/reference_parity.* were written by scripts/reference_parity.py from the reference's own
-code (not from this package). Maps must agree within 1e-3 after min–max normalisation, boxes must be
+code (not from this package). Maps must agree within 1e-3 after min–max normalisation (1e-4 checked), boxes must be
 equal with the reference's hierarchical search, and `exact` must never reach a lower objective.
 """
 import json
@@ -37,7 +37,10 @@ def test_reference_parity(i, tiny_ckpts):
     ours = out.score_map.astype(np.float64)
     ours = (ours - ours.min()) / (ours.max() - ours.min() + 1e-12)
     assert ours.shape == ref.shape
-    assert np.abs(ours - ref).max() < 1e-3
+    assert np.abs(ours - ref).max() < 1e-3  # the contract
+    # and tighter: float32 goldens agree to ~1e-5; an fp16 rounding left out (e.g. of the positional
+    # embedding at upsample 1) shows up as 4e-4…1e-3
+    assert np.abs(ours - ref).max() < 1e-4
     assert list(out.cell_box) == meta["cell_box"]
     alpha = our_params(case)["alpha"]
     exact = search_box(out.score_map, alpha, method="exact")
