@@ -27,6 +27,9 @@ from .score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
 ImageLike = Union[np.ndarray, str, os.PathLike, Image.Image]
 METHODS = ("ours", "denseclip")
 INPUT_SIZE = 224
+# Part of every cache key: bump it whenever a code change alters SLIC labels or cosines, so entries
+# written by older code are never read back (2: fp16 positional embeddings at upsample 1).
+FEATURE_VERSION = 2
 FEATURE_PARAMS = {"vit": ("n_segments", "compactness", "sigma", "upsample", "stem_padding"),
                   "resnet": ("high_res",)}
 
@@ -98,7 +101,8 @@ class Prepared:
             return None
         if self._regions is None:
             p = self.params
-            key = make_key("slic", self.image_id, self.map_size, list(p["n_segments"]), p["compactness"], p["sigma"])
+            key = make_key("slic", FEATURE_VERSION, self.image_id, self.map_size, list(p["n_segments"]),
+                           p["compactness"], p["sigma"])
             hit = self.loc.cache.get(key) if self.loc.cache else None
             if hit is not None:
                 self._regions = Regions(labels=hit["labels"].astype(np.int32), counts=hit["counts"].tolist())
@@ -222,7 +226,7 @@ class Localizer:
         """cos(e_txt, E_img) per region (ViT, shape (R,)) or per pixel (ResNet, (S, S)), cached if a cache is set."""
         key = None
         if self.cache is not None:
-            key = make_key("cos", self.backbone_id, str(self.backbone.dtype), prepared.image_id, prepared.map_size,
+            key = make_key("cos", FEATURE_VERSION, self.backbone_id, str(self.backbone.dtype), prepared.image_id, prepared.map_size,
                            {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in prepared.params.items()},
                            phrase)
             hit = self.cache.get(key)

@@ -94,6 +94,22 @@ def test_cache_gives_identical_results_and_skips_model(ckpts, photo, tmp_path):
     np.testing.assert_array_equal(first.score_map, plain.score_map)
 
 
+def test_cache_entries_of_older_feature_code_are_not_read(ckpts, photo, tmp_path, monkeypatch):
+    """FEATURE_VERSION is part of every key: after a bump the model runs again instead of reading old entries."""
+    import grounding.pipeline as pipeline
+
+    cache = FeatureCache(tmp_path / "c")
+    Localizer(str(ckpts["vit"]), "ours", n_segments=[40], cache=cache)(photo, "a cup")
+    monkeypatch.setattr(pipeline, "FEATURE_VERSION", pipeline.FEATURE_VERSION + 1)
+    loc = Localizer(str(ckpts["vit"]), "ours", n_segments=[40], cache=cache)
+    calls = []
+    orig = loc._embed
+    loc._embed = lambda p: calls.append(1) or orig(p)
+    loc(photo, "a cup")
+    assert calls == [1]
+    assert len(list((tmp_path / "c").glob("*/*.npz"))) == 4  # SLIC + cosines, for each version
+
+
 def test_over_long_phrase_is_truncated_with_warning(ckpts, photo):
     loc = Localizer(str(ckpts["vit"]), "ours", n_segments=[40])
     with pytest.warns(UserWarning, match="truncated"):
