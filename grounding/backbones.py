@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional, Union
 
 import torch
 import clip  # noqa: E402  (OpenAI's package; imports pkg_resources, hence setuptools<82)
-from clip.model import CLIP, VisionTransformer, build_model
+from clip.model import CLIP, VisionTransformer, build_model, convert_weights
 
 # OpenAI CLIP names → file name in the clip cache (the basename of the official URL).
 OPENAI_MODELS: Dict[str, str] = {name: url.rsplit("/", 1)[-1] for name, url in clip.clip._MODELS.items()}
@@ -179,6 +179,24 @@ def model_from_state_dict(sd: Dict[str, torch.Tensor]) -> CLIP:
     return build_model(dict(sd)).float()
 
 
+def cast_to_precision(model: CLIP, dtype: torch.dtype) -> CLIP:
+    """Reduced precision as OpenAI's ``clip.load`` runs on CUDA (and so the reference): convolutions,
+    linear layers, attention projections and ``proj``/``text_projection`` in ``dtype``
+    (:func:`clip.model.convert_weights`); LayerNorm, BatchNorm and the embeddings stay fp32 — CLIP's
+    LayerNorm computes in fp32. ``bf16`` casts the same tensors to bfloat16."""
+    model = model.float()
+    if dtype == torch.float32:
+        return model
+    convert_weights(model)
+    if dtype == torch.bfloat16:
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.dtype == torch.float16:
+                t.data = t.data.to(torch.bfloat16)
+    elif dtype != torch.float16:
+        raise ValueError(f"unsupported dtype {dtype}")
+    return model
+
+
 def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str = "auto",
                   cache_dir=None) -> Backbone:
     """Load a CLIP backbone by OpenAI name, registered name or checkpoint path."""
@@ -197,9 +215,7 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
             model = model_from_state_dict(sd)
         except Exception as e:
             raise BackboneError(f"{path}: state dict does not build a CLIP model: {e}") from e
-    model = model.eval().requires_grad_(False).to(dev)
-    if dtype != torch.float32:
-        model = model.to(dtype)
+    model = cast_to_precision(model.eval().requires_grad_(False).to(dev), dtype)
     return Backbone(name=name, model=model, device=dev, dtype=dtype, source=source)
 
 
@@ -225,4 +241,5 @@ __all__ = [
     "Backbone", "BackboneError", "OPENAI_MODELS", "available_backbones", "backbone_key", "default_cache_dir",
     "load_backbone", "model_from_state_dict", "read_state_dict", "register_backbone", "resolve_checkpoint",
     "resolve_precision",
+    "cast_to_precision",
 ]

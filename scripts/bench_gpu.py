@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding import dense  # noqa: E402
+from grounding.backbones import cast_to_precision  # noqa: E402
 from grounding.regions import slic_regions  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def random_clip(kind: str):
 
 
 def bench(kind, method, device, dtype, n_images, n_segments):
-    model = random_clip(kind).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    model = cast_to_precision(random_clip(kind).eval().requires_grad_(False).to(device), dtype)  # as clip.load
     size = 224  # the reference resizes every image to 224×224
     rng = np.random.default_rng(0)
     import skimage.data
