@@ -85,8 +85,12 @@ def _best_run_values(colsum):
 def _block_envelopes(C, H: int, start: int, size: int, n: int):
     """For ``n`` blocks of ``size`` rows from ``start``: min over y1 in the block of C[y1] and max over
     y2 in the block of C[y2+1] (rows past H−1 repeat the last one)."""
-    rows = _on(C, np.minimum(start + np.arange(n * size), H - 1))
-    tops, bots = C[:H][rows].reshape(n, size, -1), C[1:][rows].reshape(n, size, -1)
+    if start + n * size <= H:  # no padding: views, no copies
+        tops = C[start:start + n * size].reshape(n, size, -1)
+        bots = C[start + 1:start + n * size + 1].reshape(n, size, -1)
+    else:
+        rows = _on(C, np.minimum(start + np.arange(n * size), H - 1))
+        tops, bots = C[:H][rows].reshape(n, size, -1), C[1:][rows].reshape(n, size, -1)
     if isinstance(C, np.ndarray):
         return tops.min(1), bots.max(1)
     return tops.amin(1), bots.amax(1)
@@ -112,12 +116,15 @@ def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] =
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
     if block < 1 or split < 2 or leaf < 1:
         raise ValueError(f"need block ≥ 1, split ≥ 2, leaf ≥ 1; got {block}, {split}, {leaf}")
-    h = box_weights(score_map, alpha)
-    transposed = h.shape[0] > h.shape[1]
+    m = _as_numpy(score_map).astype(np.float64)
+    transposed = m.shape[0] > m.shape[1]
     if transposed:
-        h = h.T
-    H, W = h.shape
-    C = np.concatenate([np.zeros((1, W)), h.cumsum(0)], 0)  # (H+1, W)
+        m = m.T
+    H, W = m.shape
+    C = np.zeros((H + 1, W))  # C[y] = Σ_{rows < y} h, with h = m / (Σm + 1e-8) − α / (H·W) (box_weights)
+    np.cumsum(m, 0, out=C[1:])
+    C *= 1.0 / (m.sum() + 1e-8)
+    C -= (float(alpha) / m.size) * np.arange(H + 1)[:, None]
     if backend == "torch":
         C = torch.as_tensor(C, device=device)
     nb = (H + block - 1) // block
@@ -154,6 +161,42 @@ def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] =
 
 
 # ----------------------------------------------------------------- the reference's hierarchical search
+def _search_ranges(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
+    """Best box among the cartesian product of the four in-bounds (lo, hi) ranges of (x1, y1, x2, y2),
+    x2 > x1 and y2 > y1 strictly, scored with the reference's objective
+    ``(inside / (total + 1e-8)) − α · area / (H·W)`` in the map's dtype from a zero-padded integral image,
+    term by term in the reference's order (so ties and roundings are the reference's). The reference
+    gathers four corners per listed box; here each corner term is a 2-D table broadcast over the 4-D
+    grid of boxes, which gives the same numbers faster. Ties → first in (x1, y1, x2, y2) order, as the
+    reference's ``cartesian_prod``. Chunked over x1 to bound memory."""
+    S = F.pad(m.cumsum(1).cumsum(0), (1, 0, 1, 0))
+    total = m.sum().item()
+    area_all = float(m.shape[0] * m.shape[1])
+    X1, Y1, X2, Y2 = (torch.arange(lo, hi + 1, device=m.device) for lo, hi in ranges)
+    tr = S[Y1][:, X2 + 1][None, :, :, None]  # S[y1, x2+1]   (1, y1, x2, 1)
+    br = S[Y2 + 1][:, X2 + 1].t()[None, None]  # S[y2+1, x2+1] (1, 1, x2, y2)
+    h = (Y2[None, :] - Y1[:, None] + 1).float()  # (y1, y2)
+    best_v, best_box = None, None
+    step = max(1, chunk // max(1, len(Y1) * len(X2) * len(Y2)))
+    for s0 in range(0, len(X1), step):
+        x1 = X1[s0:s0 + step]
+        bl = S[Y2 + 1][:, x1].t()[:, None, None, :]  # S[y2+1, x1] (x1, 1, 1, y2)
+        tl = S[Y1][:, x1].t()[:, :, None, None]  # S[y1, x1]     (x1, y1, 1, 1)
+        inside = br - bl - tr + tl
+        w = (X2[None, :] - x1[:, None] + 1).float()  # (x1, x2)
+        area = w[:, None, :, None] * h[None, :, None, :] / area_all
+        v = inside / (total + 1e-8) - alpha * area
+        valid = (X2[None, :] > x1[:, None])[:, None, :, None] & (Y2[None, :] > Y1[:, None])[None, :, None, :]
+        v = v.masked_fill(~valid, float("-inf"))
+        i = int(torch.argmax(v))
+        if bool(valid.any()) and (best_v is None or v.flatten()[i] > best_v):  # strict: earlier chunk wins ties
+            a, b, c, d = np.unravel_index(i, tuple(v.shape))
+            best_v, best_box = v.flatten()[i], (int(x1[a]), int(Y1[b]), int(X2[c]), int(Y2[d]))
+    if best_box is None:
+        raise ValueError("no box at least 2×2 cells fits the search ranges")
+    return list(best_box)
+
+
 def _fraction_area_scores(m: torch.Tensor, alpha: float, x1, y1, x2, y2) -> torch.Tensor:
     """The reference's objective, in the map's dtype, from a zero-padded integral image."""
     sums = F.pad(m.cumsum(1).cumsum(0), (1, 0, 1, 0))
@@ -163,9 +206,10 @@ def _fraction_area_scores(m: torch.Tensor, alpha: float, x1, y1, x2, y2) -> torc
     return inside / (total + 1e-8) - alpha * area
 
 
-def _search_ranges(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
-    """Best box among the cartesian product of the four (lo, hi) ranges, x2 > x1 and y2 > y1 strictly;
-    ties → first in the reference's (x1, y1, x2, y2) cartesian order. Chunked over x1 for memory."""
+def _search_ranges_listed(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
+    """As :func:`_search_ranges`, the way the reference computes it: every box listed
+    (``cartesian_prod``), filtered, and its four integral-image corners gathered. Slower; kept as the
+    reference-style baseline for ``scripts/bench_box_search.py`` and as a cross-check in the tests."""
     H, W = m.shape
     dev = m.device
     axes = [torch.arange(lo, hi + 1, device=dev) for lo, hi in ranges]
@@ -188,13 +232,16 @@ def _search_ranges(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
     return [int(c) for c in best_box]
 
 
-def hierarchical_box_search(score_map, alpha: float, downsample: int = 8, device="cpu") -> Box:
+def hierarchical_box_search(score_map, alpha: float, downsample: int = 8, device="cpu",
+                            listed: bool = False) -> Box:
     """The reference's coarse-to-fine search (pals-ttic/adapting-CLIP ``BruteForceBoxSearch``).
 
     Bilinear downsample by ``downsample``; every box on the coarse grid; scale the winner back; then
     every box whose corners lie within ±``downsample`` cells of it at full resolution. Maps whose
-    coarse grid is smaller than 2×2 are searched exactly instead.
+    coarse grid is smaller than 2×2 are searched exactly instead. ``listed=True`` scores the boxes the
+    reference's way (:func:`_search_ranges_listed`): same boxes, slower.
     """
+    search = _search_ranges_listed if listed else _search_ranges
     m = torch.as_tensor(_as_numpy(score_map), device=device)
     if not m.is_floating_point():
         m = m.float()
@@ -203,12 +250,12 @@ def hierarchical_box_search(score_map, alpha: float, downsample: int = 8, device
     if hc < 2 or wc < 2:
         return exact_box_search(score_map, alpha, device)
     coarse = F.interpolate(m[None, None], (hc, wc), mode="bilinear")[0, 0]
-    ax1, ay1, ax2, ay2 = (v * downsample for v in _search_ranges(coarse, alpha, [(0, wc - 1), (0, hc - 1),
-                                                                                 (0, wc - 1), (0, hc - 1)]))
+    ax1, ay1, ax2, ay2 = (v * downsample for v in search(coarse, alpha, [(0, wc - 1), (0, hc - 1),
+                                                                         (0, wc - 1), (0, hc - 1)]))
     d = downsample
     ranges = [(max(0, ax1 - d), min(ax1 + d, W - 1)), (max(0, ay1 - d), min(ay1 + d, H - 1)),
               (max(0, ax2 - d), min(ax2 + d, W - 1)), (max(0, ay2 - d), min(ay2 + d, H - 1))]
-    return tuple(_search_ranges(m, alpha, ranges))
+    return tuple(search(m, alpha, ranges))
 
 
 def search_box(score_map, alpha: float, method: str = "exact", *, device="cpu") -> Box:

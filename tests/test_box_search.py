@@ -132,6 +132,25 @@ def test_hierarchical_reproduces_reference_procedure():
             assert hierarchical_box_search(m, a) == _reference_two_stage(m, a)
 
 
+def test_hierarchical_broadcast_scoring_equals_listed_boxes():
+    """The broadcast scoring returns exactly the box of the reference-style listing (cartesian_prod and
+    corner gathers), ties included: same arithmetic per box, same order."""
+    rng = np.random.default_rng(4)
+    for i in range(60):
+        H, W = (int(v) for v in rng.integers(16, 90, 2))
+        kind = i % 4
+        if kind == 0:
+            m = rng.integers(0, 3, (H, W)).astype(np.float32)  # many ties
+        elif kind == 1:
+            m = np.full((H, W), float(rng.integers(0, 2)), np.float32)  # constant, all-zero included
+        elif kind == 2:
+            m = (rng.random((H, W)) ** 8).astype(np.float32)
+        else:
+            m = _blobs(rng, H, W).astype(np.float32)
+        a = float(rng.choice([0.0, 0.3, 0.7, 0.9, 1.5]))
+        assert hierarchical_box_search(m, a) == hierarchical_box_search(m, a, listed=True), (i, a)
+
+
 def test_invalid_input():
     with pytest.raises(ValueError, match="NaN"):
         search_box(np.array([[1.0, np.nan]]), 0.5)

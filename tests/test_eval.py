@@ -135,8 +135,10 @@ def test_kill_then_restart_is_identical(data, tmp_path, sig):
     ref = tmp_path / "ref"
     subprocess.run(args + [f"hydra.run.dir={ref}"], check=True, capture_output=True, cwd=ROOT, timeout=300)
     run = tmp_path / "killed"
+    # a job started in the background by a non-interactive shell inherits SIGINT ignored (and Python then
+    # installs no KeyboardInterrupt handler): give the child the default action, as in a terminal
     p = subprocess.Popen(args + [f"hydra.run.dir={run}"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while time.time() < deadline:
         f = run / "predictions.jsonl"
