@@ -116,15 +116,13 @@ def exact_box_search(score_map, alpha: float, device: Union[str, torch.device] =
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
     if block < 1 or split < 2 or leaf < 1:
         raise ValueError(f"need block ≥ 1, split ≥ 2, leaf ≥ 1; got {block}, {split}, {leaf}")
-    m = _as_numpy(score_map).astype(np.float64)
-    transposed = m.shape[0] > m.shape[1]
+    h = box_weights(score_map, alpha)
+    transposed = h.shape[0] > h.shape[1]
     if transposed:
-        m = m.T
-    H, W = m.shape
-    C = np.zeros((H + 1, W))  # C[y] = Σ_{rows < y} h, with h = m / (Σm + 1e-8) − α / (H·W) (box_weights)
-    np.cumsum(m, 0, out=C[1:])
-    C *= 1.0 / (m.sum() + 1e-8)
-    C -= (float(alpha) / m.size) * np.arange(H + 1)[:, None]
+        h = h.T
+    H, W = h.shape
+    C = np.zeros((H + 1, W))  # C[y] = Σ_{rows < y} h
+    np.cumsum(h, 0, out=C[1:])
     if backend == "torch":
         C = torch.as_tensor(C, device=device)
     nb = (H + block - 1) // block
@@ -173,25 +171,29 @@ def _search_ranges(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
     total = m.sum().item()
     area_all = float(m.shape[0] * m.shape[1])
     X1, Y1, X2, Y2 = (torch.arange(lo, hi + 1, device=m.device) for lo, hi in ranges)
-    tr = S[Y1][:, X2 + 1][None, :, :, None]  # S[y1, x2+1]   (1, y1, x2, 1)
-    br = S[Y2 + 1][:, X2 + 1].t()[None, None]  # S[y2+1, x2+1] (1, 1, x2, y2)
+    top_rows, bottom_rows = S[Y1], S[Y2 + 1]  # S[y1, :], S[y2+1, :]
+    tr = top_rows[:, X2 + 1][None, :, :, None]  # S[y1, x2+1]   (1, y1, x2, 1)
+    br = bottom_rows[:, X2 + 1].t()[None, None]  # S[y2+1, x2+1] (1, 1, x2, y2)
     h = (Y2[None, :] - Y1[:, None] + 1).float()  # (y1, y2)
     best_v, best_box = None, None
     step = max(1, chunk // max(1, len(Y1) * len(X2) * len(Y2)))
     for s0 in range(0, len(X1), step):
         x1 = X1[s0:s0 + step]
-        bl = S[Y2 + 1][:, x1].t()[:, None, None, :]  # S[y2+1, x1] (x1, 1, 1, y2)
-        tl = S[Y1][:, x1].t()[:, :, None, None]  # S[y1, x1]     (x1, y1, 1, 1)
+        bl = bottom_rows[:, x1].t()[:, None, None, :]  # S[y2+1, x1] (x1, 1, 1, y2)
+        tl = top_rows[:, x1].t()[:, :, None, None]  # S[y1, x1]     (x1, y1, 1, 1)
         inside = br - bl - tr + tl
         w = (X2[None, :] - x1[:, None] + 1).float()  # (x1, x2)
         area = w[:, None, :, None] * h[None, :, None, :] / area_all
         v = inside / (total + 1e-8) - alpha * area
         valid = (X2[None, :] > x1[:, None])[:, None, :, None] & (Y2[None, :] > Y1[:, None])[None, :, None, :]
         v = v.masked_fill(~valid, float("-inf"))
+        if not bool(valid.any()):
+            continue
         i = int(torch.argmax(v))
-        if bool(valid.any()) and (best_v is None or v.flatten()[i] > best_v):  # strict: earlier chunk wins ties
+        vi = float(v.flatten()[i])
+        if best_v is None or vi > best_v:  # strict: earlier chunk wins ties
             a, b, c, d = np.unravel_index(i, tuple(v.shape))
-            best_v, best_box = v.flatten()[i], (int(x1[a]), int(Y1[b]), int(X2[c]), int(Y2[d]))
+            best_v, best_box = vi, (int(x1[a]), int(Y1[b]), int(X2[c]), int(Y2[d]))
     if best_box is None:
         raise ValueError("no box at least 2×2 cells fits the search ranges")
     return list(best_box)

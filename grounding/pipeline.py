@@ -226,7 +226,8 @@ class Localizer:
         """cos(e_txt, E_img) per region (ViT, shape (R,)) or per pixel (ResNet, (S, S)), cached if a cache is set."""
         key = None
         if self.cache is not None:
-            key = make_key("cos", FEATURE_VERSION, self.backbone_id, str(self.backbone.dtype), prepared.image_id, prepared.map_size,
+            key = make_key("cos", FEATURE_VERSION, self.backbone_id, str(self.backbone.dtype), prepared.image_id,
+                           prepared.map_size,
                            {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in prepared.params.items()},
                            phrase)
             hit = self.cache.get(key)

@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # parity_cases
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def _find_fixtures() -> Path:
     """The real annotation fixtures: $GROUNDING_FIXTURES, else ../shared/fixtures/real next to the checkout,
     else /work/shared/fixtures/real (a clone made elsewhere on the workplace machine)."""
