@@ -94,6 +94,17 @@ def _has_override(args, key: str) -> bool:
     return any(a.split("=", 1)[0].lstrip("+~") == key for a in args if "=" in a)
 
 
+_HYDRA_MODE_FLAGS = {"--cfg", "-c", "--info", "-i", "--shell-completion", "-sc", "--help", "-h", "--hydra-help"}
+
+
+def _add_overrides(args, extra, multirun: bool = False):
+    """``args`` with the overrides ``extra`` placed beside the user's own overrides (Hydra's command line
+    takes its overrides as one run of positionals, so they must not be split by a flag such as
+    ``--cfg job``) and, for a multirun, ``-m`` in front."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return (["-m"] if multirun else []) + args[:first] + list(extra) + args[first:]
+
+
 def default_run_args(args):
     """No ``split=``: the paper's protocol on real data if present, else the bundled demo."""
     if _has_override(args, "split"):
@@ -101,19 +112,22 @@ def default_run_args(args):
     data_root = next((a.split("=", 1)[1] for a in args if a.startswith("data_root=")), "data")
     if (Path(data_root) / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv").is_file():
         print(f"[grounding] ZSGNet annotations found under {data_root}: running the paper's protocol on flickr_s1")
-        return ["split=flickr_s1"] + args, False
+        return _add_overrides(args, ["split=flickr_s1"]), False
     from .demo import ensure_demo_data
 
     ensure_demo_data(data_root)
-    print(f"[grounding] no ZSGNet annotations under {data_root}/ds_csv_ann: running the bundled demo split "
-          f"(toy CLIP; methods ours and crop_rank)")
     extra = ["split=demo"]
     if not _has_override(args, "backbone"):
         extra.append("backbone=toy")
-    demo_multi = not _has_override(args, "method")
+    # both methods as a multirun, unless a method was chosen or Hydra is asked for something other than a run
+    # (--cfg, --info, …, which refuse -m)
+    inspect = any(a.split("=", 1)[0] in _HYDRA_MODE_FLAGS for a in args)
+    demo_multi = not _has_override(args, "method") and not inspect
     if demo_multi:
-        extra = ["-m", "method=ours,crop_rank"] + extra
-    return extra + args, demo_multi
+        extra = ["method=ours,crop_rank"] + extra
+    print(f"[grounding] no ZSGNet annotations under {data_root}/ds_csv_ann: using the bundled demo split"
+          + (" (toy CLIP; methods ours and crop_rank)" if demo_multi else ""))
+    return _add_overrides(args, extra, multirun=demo_multi), demo_multi
 
 
 def main() -> None:

@@ -182,3 +182,19 @@ def test_crop_rank_reference_variant_shortcut(data, tmp_path):
     m = evaluate(cfg, tmp_path / "cr")
     assert m["params"] == {"variant": "reference", "num_proposals": 100} and m["n"] == 3
     assert m["pointing_game"] is None  # no score map for Crop & Rank
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_default_run_keeps_hydra_flags_usable(tmp_path, with_data):
+    """With no split=, the default run's injected overrides must not break Hydra's own flags
+    (`--cfg job` refuses -m and takes its overrides as one run of positionals)."""
+    args = [sys.executable, "-m", "grounding.eval", "--cfg", "job"]
+    if with_data:
+        csv = tmp_path / "d" / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
+        csv.parent.mkdir(parents=True)
+        csv.write_text("img_id,bbox,query\n1,\"[0, 0, 10, 10]\",a dog\n")
+        args.append(f"data_root={tmp_path / 'd'}")
+    r = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    split = r.stdout.split("split:", 1)[1]
+    assert ("name: flickr_s1" if with_data else "name: demo") in split.split("\n\n")[0]
