@@ -13,9 +13,9 @@ import warnings as _warnings
 _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 
 _EXPORTS = {
-    "localize": "pipeline", "Localizer": "pipeline", "Localization": "pipeline",
-    "search_box": "box_search",
-    "load_backbone": "backbones", "register_backbone": "backbones", "BackboneError": "backbones",
+    "localize": "api", "Localizer": "api", "Localization": "api",
+    "search_box": "stages.box_search",
+    "load_backbone": "models.backbones", "register_backbone": "models.backbones", "BackboneError": "models.backbones",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"

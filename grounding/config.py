@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from .hparams import PARAM_NAMES
+from .methods.hparams import PARAM_NAMES
 
 
 def conf_dir() -> Path:

@@ -3,7 +3,7 @@
     python -m grounding.eval split=flickr_s1 backbone=vit_b32 method=ours data_root=DIR limit=N
     python -m grounding.eval -m split=flickr_s1_val method.alpha=0.6,0.7,0.8 method.temperature=0.01,0.02
 
-The run directory receives predictions.jsonl, metrics.json and run.json (see grounding.runner).
+The run directory receives predictions.jsonl, metrics.json and run.json (see grounding.evaluation.runner).
 With no ``split=`` override: if ``data_root`` holds ZSGNet's Flickr S1 CSV, the paper's protocol
 runs on it (ViT-L/14); otherwise the bundled demo split runs with the toy backbone for ``ours``
 and ``crop_rank`` and the results table is printed.
@@ -30,12 +30,12 @@ def build_method(cfg: DictConfig):
     name = cfg.method.name
     common = dict(device=cfg.device, precision=cfg.precision, cache_dir=cfg.backbone.get("cache_dir"))
     if name == "crop_rank":
-        from .crop_rank import CropRank
+        from .methods.crop_rank import CropRank
 
         return CropRank(cfg.backbone.name, variant=cfg.get("variant") or cfg.method.variant, num_proposals=cfg.method.num_proposals,
                         batch_size=cfg.method.batch_size, **common)
-    from .cache import FeatureCache
-    from .pipeline import Localizer
+    from .stages.cache import FeatureCache
+    from .api import Localizer
 
     cache = FeatureCache(cfg.cache.dir, cfg.cache.max_size) if cfg.get("cache") and cfg.cache.enabled else None
     return Localizer(cfg.backbone.name, name, family=cfg.split.family, cache=cache, **common,
@@ -49,9 +49,9 @@ def resolved_params(method) -> Dict[str, Any]:
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
-    from .datasets import load_split
-    from .backbones import backbone_key
-    from .runner import run_split, select_shard
+    from .data.datasets import load_split
+    from .models.backbones import backbone_key
+    from .evaluation.runner import run_split, select_shard
 
     split = load_split(cfg.split.name, cfg.data_root, image_template=cfg.image_template,
                        sentences_dir=cfg.sentences_dir, limit=cfg.limit, on_error=cfg.on_error)
@@ -113,7 +113,7 @@ def default_run_args(args):
     if (Path(data_root) / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv").is_file():
         print(f"[grounding] ZSGNet annotations found under {data_root}: running the paper's protocol on flickr_s1")
         return _add_overrides(args, ["split=flickr_s1"]), False
-    from .demo import ensure_demo_data
+    from .data.demo import ensure_demo_data
 
     ensure_demo_data(data_root)
     extra = ["split=demo"]
@@ -137,7 +137,7 @@ def main() -> None:
         app()
     finally:
         if demo:
-            from .tables import print_demo_table
+            from .evaluation.tables import print_demo_table
 
             print_demo_table(Path("multirun") / "demo")
 

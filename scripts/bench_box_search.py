@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import device_label, missing_gpu  # noqa: E402
-from grounding.box_search import box_objective, hierarchical_box_search, search_box  # noqa: E402
+from grounding.stages.box_search import box_objective, hierarchical_box_search, search_box  # noqa: E402
 
 # name → search; "hierarchical (reference-style)" lists every box and gathers corners as the reference code
 # does — the baseline of the ≥ 10× target; "hierarchical" is this harness's scoring of the same boxes.

@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_common import device_label, missing_gpu  # noqa: E402
-from grounding import dense  # noqa: E402
-from grounding.backbones import cast_to_precision  # noqa: E402
-from grounding.regions import slic_regions  # noqa: E402
+from grounding.data.images import preprocess  # noqa: E402
+from grounding.methods import dense  # noqa: E402
+from grounding.models.backbones import cast_to_precision  # noqa: E402
+from grounding.stages.regions import slic_regions  # noqa: E402
 
 
 def random_clip(kind: str):
@@ -56,7 +57,7 @@ def bench(kind, method, device, dtype, n_images, n_segments):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        x = dense.preprocess(im, size, device, dtype)
+        x = preprocess(im, size, device, dtype)
         if kind.startswith("vit"):
             regions = slic_regions(im, n_segments, 50, 0)
             regions_n.append(regions.n_regions)

@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grounding.backbones import Backbone  # noqa: E402
-from grounding.cache import FeatureCache  # noqa: E402
-from grounding.pipeline import Localizer  # noqa: E402
-from grounding.tiny import tiny_clip  # noqa: E402
+from grounding.models.backbones import Backbone  # noqa: E402
+from grounding.stages.cache import FeatureCache  # noqa: E402
+from grounding.api import Localizer  # noqa: E402
+from grounding.models.random import tiny_clip  # noqa: E402
 
 PHRASES = ["a person", "the red car", "a dog on the grass", "the sky", "a wooden table", "two children", "a hat"]
 

@@ -19,9 +19,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grounding import dense  # noqa: E402
-from grounding.regions import slic_regions  # noqa: E402
-from grounding.tiny import tiny_clip  # noqa: E402
+from grounding.data.images import preprocess  # noqa: E402
+from grounding.methods import dense  # noqa: E402
+from grounding.stages.regions import slic_regions  # noqa: E402
+from grounding.models.random import tiny_clip  # noqa: E402
 
 
 def main():
@@ -52,7 +53,7 @@ def main():
             regions = [slic_regions(im, segs, 50, 0) for im in imgs]
             t_slic = (time.perf_counter() - t) / n_img
             for up in ups:
-                x = [dense.preprocess(im, 224, "cpu") for im in imgs]
+                x = [preprocess(im, 224, "cpu") for im in imgs]
                 dense.vit_region_embeddings(model.visual, x[0], regions[0], upsample=up)  # warm-up
                 t = time.perf_counter()
                 for xi, r in zip(x, regions):

@@ -6,7 +6,7 @@ The reference is NOT part of this repository. Get a checkout of it yourself and 
 
 It runs unmodified on CPU: this script only redirects its ``.cuda()`` calls to no-ops, restores
 ``np.bool`` (removed in NumPy 1.24) and makes ``clip.load`` / the weight download return the tiny
-checkpoints built by :func:`grounding.tiny.tiny_clip` (saved as plain state-dict files). The golden
+checkpoints built by :func:`grounding.models.random.tiny_clip` (saved as plain state-dict files). The golden
 file records, per case: the reference's min–max normalised score map (float32), its cell box, and the
 digest of the tiny checkpoint; ``tests/test_parity.py`` checks ``grounding`` against it.
 """

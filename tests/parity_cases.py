@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grounding.tiny import state_dict_digest, tiny_clip
+from grounding.models.backbones import state_dict_digest
+from grounding.models.random import tiny_clip
 
 # name the reference asks for → how the tiny stand-in is built
 TINY = {

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from grounding.backbones import (BackboneError, backbone_key, default_cache_dir, load_backbone, read_state_dict,
+from grounding.models.backbones import (BackboneError, backbone_key, default_cache_dir, load_backbone, read_state_dict,
                                  resolve_checkpoint, resolve_precision)
-from grounding.tiny import tiny_clip
+from grounding.models.random import tiny_clip
 
 
 def test_missing_weights_error_names_file_and_how_to_get_it(tmp_path, monkeypatch):

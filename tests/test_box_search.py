@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grounding.box_search import (box_objective, brute_force_box_search, exact_box_search,
+from grounding.stages.box_search import (box_objective, brute_force_box_search, exact_box_search,
                                   hierarchical_box_search, search_box)
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from grounding.cache import FeatureCache, make_key, parse_size
+from grounding.stages.cache import FeatureCache, make_key, parse_size
 
 
 def test_round_trip_and_stats(tmp_path):

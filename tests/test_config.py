@@ -3,7 +3,7 @@ import pytest
 from hydra import compose as hydra_compose, initialize_config_dir
 
 from grounding.config import conf_dir, method_overrides
-from grounding.hparams import PARAM_NAMES, paper_hparams
+from grounding.methods.hparams import PARAM_NAMES, paper_hparams
 
 GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml")) for g in ("backbone", "split", "method")}
 

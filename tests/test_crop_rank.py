@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from grounding.backbones import Backbone
-from grounding.crop_rank import CropRank
-from grounding.selective_search import opencv_proposals, reference_regions
-from grounding.tiny import tiny_clip
+from grounding.models.backbones import Backbone
+from grounding.methods.crop_rank import CropRank
+from grounding.methods.selective_search import opencv_proposals, reference_regions
+from grounding.models.random import tiny_clip
 from ss_cases import case_image
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "selective_search.json").read_text())
@@ -50,10 +50,10 @@ def test_embeddings_ranking_and_oracle(bb, image, variant):
     prep = cr.prepare(image)
     assert len(prep.proposals) <= 12
     # each crop's embedding is CLIP's image embedding of that crop alone (oracle: one at a time)
-    from grounding import dense
+    from grounding.data.images import preprocess
 
     for i in (0, len(prep.proposals) - 1):
-        x = dense.preprocess(cr._crop(image, prep.proposals[i]), 224, "cpu")
+        x = preprocess(cr._crop(image, prep.proposals[i]), 224, "cpu")
         with torch.no_grad():
             e = bb.model.encode_image(x)[0]
         torch.testing.assert_close(prep.embeddings[i], e / e.norm(), rtol=1e-4, atol=1e-5)

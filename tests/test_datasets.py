@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES
-from grounding.datasets import (SPLITS, DatasetError, load_split, parse_sentence, phrase_type_dict,
+from grounding.data.datasets import (SPLITS, DatasetError, load_split, parse_sentence, phrase_type_dict,
                                 read_flickr30k_entities)
 
 ENT = FIXTURES / "flickr30k_entities"

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from clip.model import AttentionPool2d
-from grounding import dense
-from grounding.regions import Regions, single_region, slic_regions
-from grounding.tiny import tiny_clip
+from grounding.data.images import preprocess  # noqa: E402
+from grounding.methods import dense
+from grounding.stages.regions import Regions, single_region, slic_regions
+from grounding.models.random import tiny_clip
 
 
 @pytest.mark.parametrize("patch,seed", [(32, 0), (16, 1), (14, 2)])
@@ -50,7 +51,7 @@ def test_region_tokens_match_full_masked_attention(patch, upsample):
     rng = np.random.default_rng(0)
     img = np.kron(rng.integers(0, 255, (8, 8, 3)), np.ones((28, 28, 1))).astype(np.uint8)
     regions = slic_regions(img, [10, 30], compactness=10, sigma=0)
-    x = dense.preprocess(img, 224, "cpu")
+    x = preprocess(img, 224, "cpu")
     with torch.no_grad():
         ref = _reference_style_region_tokens(m.visual, x, regions, upsample)
     ours = dense.vit_region_embeddings(m.visual, x, regions, upsample=upsample)

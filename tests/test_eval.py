@@ -13,9 +13,9 @@ from PIL import Image
 
 from grounding.config import compose
 from grounding.eval import evaluate
-from grounding.merge import merge_runs
-from grounding.runner import read_predictions
-from grounding.tiny import tiny_clip
+from grounding.evaluation.merge import merge_runs
+from grounding.evaluation.runner import read_predictions
+from grounding.models.random import tiny_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 PHRASES = ["a person", "a cup", "the sky", "a cat", "a red thing"]
@@ -78,7 +78,7 @@ def test_resume_recomputes_nothing_and_matches(data, tmp_path, monkeypatch):
     # a torn last line, as from a kill in the middle of a write
     with open(part / "predictions.jsonl", "a") as f:
         f.write('{"index": 7, "image": "x", "phr')
-    from grounding import pipeline
+    from grounding import api as pipeline
 
     seen = []
     orig = pipeline.Localizer.localize_prepared

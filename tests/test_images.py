@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grounding.pipeline import to_pil_rgb
+from grounding.data.images import to_pil_rgb
 
 
 def _expected(im: Image.Image) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_truncated_jpeg_raises_clear_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def toy_loc():
-    from grounding.pipeline import Localizer
+    from grounding.api import Localizer
 
     return Localizer("toy", "ours")
 
@@ -80,7 +80,7 @@ def test_very_large_image(toy_loc, tmp_path):
     p = tmp_path / "big.jpg"
     Image.fromarray(img).save(p, quality=80)
     out = toy_loc(p, "a blue rectangle")
-    from grounding.metrics import box_iou
+    from grounding.evaluation.metrics import box_iou
 
     assert box_iou(out.box, [2000, 1000, 5000, 3000]) > 0.7
 

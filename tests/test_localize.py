@@ -7,10 +7,10 @@ import torch
 from PIL import Image
 
 import grounding
-from grounding.box_search import box_objective
-from grounding.cache import FeatureCache
-from grounding.pipeline import Localizer, cell_to_pixel_box
-from grounding.tiny import tiny_clip
+from grounding.stages.box_search import box_objective
+from grounding.stages.cache import FeatureCache
+from grounding.api import Localizer, cell_to_pixel_box
+from grounding.models.random import tiny_clip
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_cache_gives_identical_results_and_skips_model(ckpts, photo, tmp_path):
 
 def test_cache_entries_of_older_feature_code_are_not_read(ckpts, photo, tmp_path, monkeypatch):
     """FEATURE_VERSION is part of every key: after a bump the model runs again instead of reading old entries."""
-    import grounding.pipeline as pipeline
+    import grounding.api as pipeline
 
     cache = FeatureCache(tmp_path / "c")
     Localizer(str(ckpts["vit"]), "ours", n_segments=[40], cache=cache)(photo, "a cup")
@@ -119,7 +119,7 @@ def test_over_long_phrase_is_truncated_with_warning(ckpts, photo):
 
 
 def test_cli_prints_json_and_writes_png(ckpts, photo, tmp_path, capsys):
-    from grounding.cli import main
+    from grounding.cli.localize import main
 
     png = tmp_path / "fig.png"
     rc = main([str(photo), "a cup of coffee", f"backbone.name={ckpts['vit']}", "method.n_segments=[50]",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from grounding.metrics import GroundingEvaluator, box_iou, default_iou_threshold, pointing_hit
+from grounding.evaluation.metrics import GroundingEvaluator, box_iou, default_iou_threshold, pointing_hit
 
 
 def _boxes(rng, n):

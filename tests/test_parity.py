@@ -12,7 +12,7 @@ import pytest
 
 from parity_cases import CASES, case_image, our_params
 from grounding import Localizer
-from grounding.box_search import box_objective, search_box
+from grounding.stages.box_search import box_objective, search_box
 
 GOLDEN = Path(__file__).parent / "golden"
 META = json.loads((GOLDEN / "reference_parity.json").read_text())

@@ -10,11 +10,11 @@ import pytest
 import skimage.data
 import torch
 
-from grounding.backbones import Backbone, cast_to_precision, resolve_precision
-from grounding.box_search import box_objective
-from grounding.crop_rank import CropRank
-from grounding.pipeline import Localizer
-from grounding.tiny import tiny_clip
+from grounding.models.backbones import Backbone, cast_to_precision, resolve_precision
+from grounding.stages.box_search import box_objective
+from grounding.methods.crop_rank import CropRank
+from grounding.api import Localizer
+from grounding.models.random import tiny_clip
 
 SPECS = {"vit": dict(kind="vit", patch_size=32, seed=21), "resnet": dict(kind="resnet", seed=22)}
 
@@ -58,7 +58,7 @@ def test_reduced_precision_pipeline_agrees_with_fp32(kind, method, dtype):
 
 
 def test_dilated_resnet_in_fp16_small_input():
-    from grounding import dense
+    from grounding.methods import dense
 
     x = torch.randn(1, 3, 64, 64)
     a = dense.resnet_dense_embeddings(_backbone("resnet", torch.float32).model.visual, x, high_res=True, pad=16)

@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from grounding.tables import build_tables, main as tables_main, write_tables
+from grounding.evaluation.tables import build_tables, main as tables_main, write_tables
 
 
 def _run(root, split, method, backbone, acc, n=100, upsample=None, overrides=None):

@@ -5,9 +5,9 @@ import torch
 
 import clip
 from clip.model import build_model
-from grounding.metrics import box_iou
-from grounding.pipeline import Localizer
-from grounding.toy import BACKGROUND, PALETTE, make_scenes, toy_clip
+from grounding.evaluation.metrics import box_iou
+from grounding.api import Localizer
+from grounding.models.toy import BACKGROUND, PALETTE, make_scenes, toy_clip
 
 
 @pytest.fixture(scope="module")

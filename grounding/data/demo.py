@@ -20,7 +20,7 @@ def demo_paths(data_root):
 
 
 def write_demo_data(data_root, n_images: int = DEMO_IMAGES, seed: int = DEMO_SEED) -> Path:
-    from .toy import make_scenes
+    from ..models.toy import make_scenes
 
     csv_path, img_dir = demo_paths(data_root)
     csv_path.parent.mkdir(parents=True, exist_ok=True)

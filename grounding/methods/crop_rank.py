@@ -3,7 +3,7 @@
 ``variant="paper"``: OpenCV selective search (fast mode), its first 200 proposals, as the paper
 describes. ``variant="reference"``: the reference code's behaviour — its own pure-Python selective
 search (scale 500, σ 0.9, min size 50) and its *first 100* regions, which are the finest initial
-segments rather than the best proposals (see :mod:`grounding.selective_search`); crops are
+segments rather than the best proposals (see :mod:`grounding.methods.selective_search`); crops are
 ``image[y1:y2+1, x1:x2+1]`` and the winning region's (x1, y1, x2, y2) is returned as is.
 Crops are resized to 224×224 (PIL bicubic, as the reference) and embedded in batches.
 """
@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import dense
-from .backbones import Backbone, load_backbone
-from .pipeline import INPUT_SIZE, ImageLike, to_pil_rgb
+from ..models.backbones import Backbone, load_backbone
+from ..data.images import INPUT_SIZE, ImageLike, preprocess, to_pil_rgb
 from .selective_search import opencv_proposals, reference_regions
 
 DEFAULT_PROPOSALS = {"paper": 200, "reference": 100}
@@ -75,7 +74,7 @@ class CropRank:
             boxes = np.array([[0, 0, arr.shape[1], arr.shape[0]]], dtype=np.float64)
         embs = []
         for s in range(0, len(boxes), self.batch_size):
-            x = torch.cat([dense.preprocess(self._crop(arr, b), INPUT_SIZE, self.device, self.backbone.dtype)
+            x = torch.cat([preprocess(self._crop(arr, b), INPUT_SIZE, self.device, self.backbone.dtype)
                            for b in boxes[s:s + self.batch_size]])
             e = self.backbone.model.encode_image(x).float()
             embs.append(e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12))

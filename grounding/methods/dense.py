@@ -24,11 +24,7 @@ from torch import nn
 
 from clip.model import Bottleneck, ModifiedResNet, VisionTransformer
 
-from .regions import Regions
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
+from ..stages.regions import Regions
 
 # --------------------------------------------------------------------------------------------- ViT
 def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="reference") -> Tuple[int, int]:
@@ -251,14 +247,3 @@ def resnet_dense_embeddings(visual: ModifiedResNet, image: torch.Tensor, *, high
     oy, ox = (feats.shape[-2] - th) // 2, (feats.shape[-1] - tw) // 2
     feats = feats[..., oy:oy + th, ox:ox + tw]
     return F.interpolate(feats, size=(h, w), mode="bilinear", align_corners=False)
-
-
-# ------------------------------------------------------------------------------------------ common
-def preprocess(image: np.ndarray, size: int, device, dtype=torch.float32) -> torch.Tensor:
-    """uint8 HxWx3 (already ``size``×``size``) → normalised (1, 3, size, size) tensor, as CLIP's transform."""
-    if image.shape[:2] != (size, size):
-        raise ValueError(f"expected a {size}x{size} image, got {image.shape[:2]}")
-    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).float().div(255.0)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return ((t - mean) / std)[None].to(device=device, dtype=dtype)

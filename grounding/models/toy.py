@@ -28,7 +28,7 @@ from clip.model import CLIP
 from clip.simple_tokenizer import SimpleTokenizer
 
 from .backbones import register_backbone
-from .dense import CLIP_MEAN, CLIP_STD
+from ..data.images import CLIP_MEAN, CLIP_STD
 
 # Six hues 60° apart in the chroma plane; every name is a single BPE token.
 PALETTE: Dict[str, Tuple[int, int, int]] = {

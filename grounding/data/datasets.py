@@ -92,13 +92,6 @@ class GroundingSplit(Sequence):
         return sum(s.error is not None for s in self.samples)
 
 
-def load_image(path) -> np.ndarray:
-    """HxWx3 uint8, decoded as the reference does (PIL ``.convert("RGB")``; 16-bit scaled, not clipped)."""
-    from .pipeline import to_pil_rgb
-
-    return np.asarray(to_pil_rgb(path))
-
-
 def parse_bbox(text: str) -> Tuple[float, float, float, float]:
     try:
         v = ast.literal_eval(str(text).strip())

@@ -1,12 +1,10 @@
-"""Tiny random-weight CLIPs built from ``clip.model.CLIP`` for tests, benchmarks and parity runs.
+"""Random-weight CLIPs built from ``clip.model.CLIP`` (tiny for tests and parity runs, real-size for benchmarks).
 
 Real weights cannot be downloaded in CI, so tests use these: same architecture classes as OpenAI's
 models (vocab 49408, heads = width // 64 as ``build_model`` sets), few layers, narrow widths.
 Weights are drawn from a seeded generator so the same seed gives the same model everywhere.
 """
 from __future__ import annotations
-
-import hashlib
 
 import torch
 
@@ -53,13 +51,3 @@ def tiny_clip(kind: str = "vit", *, patch_size: int = 32, seed: int = 0, vision_
                 fan_in = max(1, t[0].numel()) if t.dim() > 1 else 1
                 t.copy_(width_scale * torch.randn(t.shape, generator=g) / fan_in ** 0.5)
     return model.float().eval()
-
-
-def state_dict_digest(model_or_sd) -> str:
-    """SHA-256 over names and fp32 bytes of a state dict (detects a changed tiny model)."""
-    sd = model_or_sd.state_dict() if hasattr(model_or_sd, "state_dict") else model_or_sd
-    h = hashlib.sha256()
-    for k in sorted(sd):
-        h.update(k.encode())
-        h.update(sd[k].detach().float().contiguous().numpy().tobytes())
-    return h.hexdigest()

@@ -16,52 +16,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import dense
-from .backbones import Backbone, backbone_key, load_backbone
-from .box_search import search_box
-from .cache import FeatureCache, make_key
-from .hparams import PARAM_NAMES, paper_hparams
-from .regions import Regions, slic_regions
-from .score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
+from .methods import dense
+from .data.images import INPUT_SIZE, ImageLike, preprocess, resize_square, to_pil_rgb
+from .models.backbones import Backbone, backbone_key, load_backbone
+from .stages.box_search import search_box
+from .stages.cache import FeatureCache, make_key
+from .methods.hparams import PARAM_NAMES, paper_hparams
+from .stages.regions import Regions, slic_regions
+from .stages.score_map import aggregate_regions, cosine_scores, minmax_normalise, phi
 
-ImageLike = Union[np.ndarray, str, os.PathLike, Image.Image]
 METHODS = ("ours", "denseclip")
-INPUT_SIZE = 224
 # Part of every cache key: bump it whenever a code change alters SLIC labels or cosines, so entries
 # written by older code are never read back (2: fp16 positional embeddings at upsample 1).
 FEATURE_VERSION = 2
 FEATURE_PARAMS = {"vit": ("n_segments", "compactness", "sigma", "upsample", "stem_padding"),
                   "resnet": ("high_res",)}
-
-
-def to_pil_rgb(image: ImageLike) -> Image.Image:
-    """Path, PIL image or HxW(x3/4) array → RGB PIL image (decoded as the reference: ``.convert("RGB")``)."""
-    if isinstance(image, (str, os.PathLike)):
-        with Image.open(image) as im:
-            return _pil_to_rgb(im)
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
-    arr = np.asarray(image)
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4; got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        if arr.dtype == np.uint16:
-            arr = (arr >> 8).astype(np.uint8)
-        elif np.issubdtype(arr.dtype, np.floating) and np.nanmax(arr) <= 1.0:
-            arr = np.clip(np.round(arr * 255), 0, 255).astype(np.uint8)
-        else:
-            raise ValueError(f"image array dtype {arr.dtype} not supported (use uint8)")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    return Image.fromarray(arr).convert("RGB")
-
-
-def _pil_to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
-    return im.convert("RGB")
 
 
 class Prepared:
@@ -91,7 +60,7 @@ class Prepared:
             if pil.size != tuple(self.image_size):
                 raise ValueError(f"{self._source}: decoded size {pil.size} differs from header {self.image_size}")
             s = self.map_size
-            self._resized = np.asarray(pil.resize((s, s), Image.BICUBIC))
+            self._resized = resize_square(pil, s)
             self._pil = None
         return self._resized
 
@@ -139,14 +108,14 @@ class Localizer:
     """A loaded backbone plus the method and its hyperparameters.
 
     ``params`` override the paper's values for this backbone and dataset ``family`` by the names in
-    :data:`grounding.hparams.PARAM_NAMES`.
+    :data:`grounding.methods.hparams.PARAM_NAMES`.
     """
 
     def __init__(self, backbone: Union[str, Backbone], method: str = "ours", *, device="cpu",
                  precision: str = "auto", family: str = "flickr", cache_dir=None,
                  cache: Optional[FeatureCache] = None, **params):
         if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {method!r} (crop_rank: grounding.crop_rank)")
+            raise ValueError(f"method must be one of {METHODS}; got {method!r} (crop_rank: grounding.methods.crop_rank)")
         self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(
             backbone, device=device, precision=precision, cache_dir=cache_dir)
         self.method = method
@@ -213,7 +182,7 @@ class Localizer:
 
     def _embed(self, prep: Prepared) -> torch.Tensor:
         p = prep.params
-        x = dense.preprocess(prep.resized, prep.map_size, self.device, self.backbone.dtype)
+        x = preprocess(prep.resized, prep.map_size, self.device, self.backbone.dtype)
         visual = self.backbone.model.visual
         if self.backbone.kind == "vit":
             return dense.vit_region_embeddings(visual, x, prep.regions, upsample=int(p["upsample"]),

@@ -34,7 +34,7 @@ DENSECLIP: Dict[str, Dict[str, Any]] = {
 # Backbone families the paper did not evaluate → the family whose values they borrow.
 BORROWED = {"vit_l14_336": "vit_l14", "vit_b14": "vit_l14", "vit_l16": "vit_b16", "vit_l32": "vit_b32",
             "rn101": "rn50", "rn50x16": "rn50x4", "rn50x64": "rn50x4", "toy": "toy"}
-# The analytic toy CLIP (grounding.toy) — not a paper backbone; values chosen for its cosine range.
+# The analytic toy CLIP (grounding.models.toy) — not a paper backbone; values chosen for its cosine range.
 PAPER[("toy", "flickr")] = dict(VIT_COMMON, alpha=0.5, temperature=0.05, n_segments=[50, 100, 150])
 PAPER[("toy", "vg")] = PAPER[("toy", "flickr")]
 PAPER[("toy", "demo")] = PAPER[("toy", "flickr")]

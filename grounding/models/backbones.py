@@ -10,6 +10,7 @@ Custom backbones (e.g. the analytic toy CLIP used by tests and the demo) are reg
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -160,8 +161,6 @@ class Backbone:
         if self.source:
             st = os.stat(self.source)
             return ("file", os.path.abspath(self.source), st.st_size, st.st_mtime_ns)
-        from .tiny import state_dict_digest
-
         return ("registered", self.name, state_dict_digest(self.model))
 
     @torch.no_grad()
@@ -172,6 +171,16 @@ class Backbone:
         tokens = tokenize(phrase).to(self.device)
         e = self.model.encode_text(tokens).float()[0]
         return e / e.norm()
+
+
+def state_dict_digest(model_or_sd) -> str:
+    """SHA-256 over names and fp32 bytes of a state dict (detects a changed tiny model)."""
+    sd = model_or_sd.state_dict() if hasattr(model_or_sd, "state_dict") else model_or_sd
+    h = hashlib.sha256()
+    for k in sorted(sd):
+        h.update(k.encode())
+        h.update(sd[k].detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def model_from_state_dict(sd: Dict[str, torch.Tensor]) -> CLIP:

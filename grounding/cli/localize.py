@@ -21,10 +21,11 @@ def main(argv=None) -> int:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     image_path, phrase, overrides = argv[0], argv[1], argv[2:]
-    from .backbones import BackboneError
-    from .config import compose, method_overrides
-    from .pipeline import Localizer, to_pil_rgb
-    from .viz import save_figure
+    from ..models.backbones import BackboneError
+    from ..config import compose, method_overrides
+    from ..api import Localizer
+    from ..data.images import to_pil_rgb
+    from ..evaluation.viz import save_figure
 
     cfg = compose("localize", overrides)
     if not Path(image_path).is_file():

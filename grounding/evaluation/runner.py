@@ -193,7 +193,7 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     on ``samples``; returns the metrics dict (also written to ``metrics.json``)."""
     from tqdm import tqdm
 
-    from .datasets import load_image
+    from ..data.images import load_image
 
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")

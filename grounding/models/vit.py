@@ -1,0 +1,84 @@
+"""ViT tower operations written once, batch-first, for OpenAI ``clip`` and open_clip towers alike.
+
+Both libraries name the pieces of a CLIP ViT the same way: ``conv1``, ``class_embedding``,
+``positional_embedding``, ``ln_pre``, ``transformer.resblocks`` (blocks with ``ln_1``, ``attn`` — an
+``nn.MultiheadAttention`` —, ``ln_2``, ``mlp``; open_clip adds ``ls_1``/``ls_2`` layer scales),
+``ln_post`` and ``proj``. They differ in the sequence layout a block expects (OpenAI: sequence-first,
+open_clip: batch-first). Methods that modify attention therefore never call a block; they use these
+functions, which take and return batch-first ``(B, N, D)`` tokens.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def patch_size(visual) -> int:
+    return int(visual.conv1.kernel_size[0])
+
+
+def blocks(visual) -> List[nn.Module]:
+    """The residual attention blocks, first to last."""
+    return list(visual.transformer.resblocks)
+
+
+def layer_scale(block, which: int):
+    """``ls_1`` / ``ls_2`` of an open_clip block (identity for OpenAI blocks, which have none)."""
+    return getattr(block, f"ls_{which}", None) or nn.Identity()
+
+
+def input_tokens(visual, x: torch.Tensor) -> torch.Tensor:
+    """Normalised images (B, 3, H, W) → tokens (B, 1 + g², D) after the stem, class token, positional
+    embedding and ``ln_pre`` — the input of the first block, with the model's own patch grid."""
+    dtype = visual.conv1.weight.dtype
+    t = visual.conv1(x.to(dtype))  # (B, D, g, g)
+    t = t.flatten(2).transpose(1, 2)  # (B, P, D)
+    cls = visual.class_embedding.to(t.dtype).reshape(1, 1, -1).expand(t.shape[0], 1, -1)
+    t = torch.cat([cls, t], 1)
+    pos = visual.positional_embedding.to(t.dtype)
+    if pos.shape[0] != t.shape[1]:
+        raise ValueError(f"input gives {t.shape[1] - 1} patches but the positional embedding has {pos.shape[0] - 1}; "
+                         f"feed the model's own input size")
+    return visual.ln_pre(t + pos)
+
+
+def qkv(attn: nn.MultiheadAttention, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value of ``attn`` for batch-first ``x`` (B, N, D), each (B, heads, N, D/heads),
+    unscaled (multiply q·kᵀ by ``head_dim ** -0.5`` for standard attention)."""
+    d = x.shape[-1]
+    h = attn.num_heads
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).split(d, dim=-1)
+
+    def heads(t):
+        return t.reshape(t.shape[0], t.shape[1], h, d // h).transpose(1, 2)
+
+    return heads(q), heads(k), heads(v)
+
+
+def merge_heads(attn: nn.MultiheadAttention, o: torch.Tensor) -> torch.Tensor:
+    """(B, heads, N, head_dim) → (B, N, D) through the output projection of ``attn``."""
+    b, h, n, hd = o.shape
+    o = o.transpose(1, 2).reshape(b, n, h * hd)
+    return F.linear(o, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def self_attention(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Standard softmax(q·kᵀ/√d)·v attention of ``attn`` on batch-first ``x`` (no mask)."""
+    q, k, v = qkv(attn, x)
+    a = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    return merge_heads(attn, a @ v)
+
+
+def block_forward(block, x: torch.Tensor) -> torch.Tensor:
+    """One unmodified residual block on batch-first tokens: x + ls₁(attn(ln₁ x)); x + ls₂(mlp(ln₂ x))."""
+    x = x + layer_scale(block, 1)(self_attention(block.attn, block.ln_1(x)))
+    return x + layer_scale(block, 2)(block.mlp(block.ln_2(x)))
+
+
+def head(visual, tokens: torch.Tensor) -> torch.Tensor:
+    """``ln_post`` then ``proj`` (when present): tokens (…, D) → embeddings (…, E)."""
+    t = visual.ln_post(tokens)
+    return t @ visual.proj if visual.proj is not None else t

@@ -1,0 +1,1 @@
+"""Stages: the method-independent steps regions (SLIC) → score map (φ) → box search, plus the feature cache."""
