@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .methods import dense
+from .methods import ours_vit, resnet_dense
 from .data.images import INPUT_SIZE, ImageLike, preprocess, resize_square, to_pil_rgb
 from .models.backbones import Backbone, backbone_key, load_backbone
 from .stages.box_search import search_box
@@ -185,11 +185,11 @@ class Localizer:
         x = preprocess(prep.resized, prep.map_size, self.device, self.backbone.dtype)
         visual = self.backbone.model.visual
         if self.backbone.kind == "vit":
-            return dense.vit_region_embeddings(visual, x, prep.regions, upsample=int(p["upsample"]),
+            return ours_vit.vit_region_embeddings(visual, x, prep.regions, upsample=int(p["upsample"]),
                                                stem_padding=p.get("stem_padding", "reference"))
         if p["high_res"] and self._dilated is None:
-            self._dilated = dense.dilate_resnet_trunk(visual)
-        return dense.resnet_dense_embeddings(visual, x, high_res=bool(p["high_res"]), dilated_visual=self._dilated)
+            self._dilated = resnet_dense.dilate_resnet_trunk(visual)
+        return resnet_dense.resnet_dense_embeddings(visual, x, high_res=bool(p["high_res"]), dilated_visual=self._dilated)
 
     def cosines(self, prepared: Prepared, phrase: str) -> np.ndarray:
         """cos(e_txt, E_img) per region (ViT, shape (R,)) or per pixel (ResNet, (S, S)), cached if a cache is set."""

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding.data.images import preprocess  # noqa: E402
-from grounding.methods import dense  # noqa: E402
+from grounding.methods import ours_vit, resnet_dense  # noqa: E402
 from grounding.models.backbones import cast_to_precision  # noqa: E402
 from grounding.stages.regions import slic_regions  # noqa: E402
 
@@ -49,7 +49,7 @@ def bench(kind, method, device, dtype, n_images, n_segments):
 
     base = Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.BICUBIC)
     imgs = [np.roll(np.asarray(base), int(rng.integers(0, size)), axis=1) for _ in range(n_images + 1)]
-    dilated = dense.dilate_resnet_trunk(model.visual) if (kind.startswith("rn") and method == "ours") else None
+    dilated = resnet_dense.dilate_resnet_trunk(model.visual) if (kind.startswith("rn") and method == "ours") else None
     times, regions_n = [], []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -61,9 +61,9 @@ def bench(kind, method, device, dtype, n_images, n_segments):
         if kind.startswith("vit"):
             regions = slic_regions(im, n_segments, 50, 0)
             regions_n.append(regions.n_regions)
-            dense.vit_region_embeddings(model.visual, x, regions, upsample=2)
+            ours_vit.vit_region_embeddings(model.visual, x, regions, upsample=2)
         else:
-            dense.resnet_dense_embeddings(model.visual, x, high_res=method == "ours", dilated_visual=dilated)
+            resnet_dense.resnet_dense_embeddings(model.visual, x, high_res=method == "ours", dilated_visual=dilated)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i > 0:  # first image is warm-up

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from grounding.data.images import preprocess  # noqa: E402
-from grounding.methods import dense  # noqa: E402
+from grounding.methods import ours_vit  # noqa: E402
 from grounding.stages.regions import slic_regions  # noqa: E402
 from grounding.models.random import tiny_clip  # noqa: E402
 
@@ -54,10 +54,10 @@ def main():
             t_slic = (time.perf_counter() - t) / n_img
             for up in ups:
                 x = [preprocess(im, 224, "cpu") for im in imgs]
-                dense.vit_region_embeddings(model.visual, x[0], regions[0], upsample=up)  # warm-up
+                ours_vit.vit_region_embeddings(model.visual, x[0], regions[0], upsample=up)  # warm-up
                 t = time.perf_counter()
                 for xi, r in zip(x, regions):
-                    dense.vit_region_embeddings(model.visual, xi, r, upsample=up)
+                    ours_vit.vit_region_embeddings(model.visual, xi, r, upsample=up)
                 rows.append({"model": name, "scales": k, "n_segments": f"100..{segs[-1]}", "upsample": up,
                              "regions/image": np.mean([r.n_regions for r in regions]),
                              "SLIC s/image": t_slic, "region tokens s/image": (time.perf_counter() - t) / n_img})

@@ -58,11 +58,11 @@ def test_reduced_precision_pipeline_agrees_with_fp32(kind, method, dtype):
 
 
 def test_dilated_resnet_in_fp16_small_input():
-    from grounding.methods import dense
+    from grounding.methods import resnet_dense
 
     x = torch.randn(1, 3, 64, 64)
-    a = dense.resnet_dense_embeddings(_backbone("resnet", torch.float32).model.visual, x, high_res=True, pad=16)
-    b = dense.resnet_dense_embeddings(_backbone("resnet", FP16).model.visual, x.half(), high_res=True, pad=16)
+    a = resnet_dense.resnet_dense_embeddings(_backbone("resnet", torch.float32).model.visual, x, high_res=True, pad=16)
+    b = resnet_dense.resnet_dense_embeddings(_backbone("resnet", FP16).model.visual, x.half(), high_res=True, pad=16)
     assert b.dtype == FP16 and a.shape == b.shape
     cos = torch.nn.functional.cosine_similarity(a, b.float(), dim=1)
     assert cos.min() > 0.999

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 from PIL import Image
 
 log = logging.getLogger(__name__)
@@ -76,6 +75,8 @@ class GroundingSplit(Sequence):
     csv_path: str
     samples: List[Sample] = field(default_factory=list)
     n_rows_in_csv: int = 0
+    source_files: List[str] = field(default_factory=list)  # annotation files the rows come from (identity)
+    dropped: Dict[str, int] = field(default_factory=dict)  # rows left out by the split's protocol, by reason
 
     def __len__(self):
         return len(self.samples)
