@@ -61,7 +61,7 @@ def test_params_override_and_validation(ckpts, photo):
     assert a.cell_box == b.cell_box
     hier = loc.localize_prepared(prep, "a spoon", alpha=0.3, box_search="hierarchical")
     assert box_objective(a.score_map, a.cell_box, 0.3) >= box_objective(a.score_map, hier.cell_box, 0.3) - 1e-12
-    with pytest.raises(TypeError, match="unknown hyperparameter"):
+    with pytest.raises(ValueError, match="unknown key method.beta"):
         loc.localize_prepared(prep, "a spoon", beta=1)
     with pytest.raises(ValueError, match="prepared with"):
         loc.localize_prepared(prep, "a spoon", upsample=1)
@@ -73,8 +73,8 @@ def test_prepared_features_reused_across_phrases(ckpts, photo):
     loc = Localizer(str(ckpts["vit"]), "ours", n_segments=[40, 80])
     prep = loc.prepare(photo)
     calls = []
-    orig = loc._embed
-    loc._embed = lambda p: calls.append(1) or orig(p)
+    orig = loc.method.features
+    loc.method.features = lambda p: calls.append(1) or orig(p)
     maps = [loc.localize_prepared(prep, ph).score_map for ph in ("a cup", "a spoon", "a table")]
     assert len(calls) == 1
     fresh = loc(photo, "a spoon")
@@ -96,15 +96,15 @@ def test_cache_gives_identical_results_and_skips_model(ckpts, photo, tmp_path):
 
 def test_cache_entries_of_older_feature_code_are_not_read(ckpts, photo, tmp_path, monkeypatch):
     """FEATURE_VERSION is part of every key: after a bump the model runs again instead of reading old entries."""
-    import grounding.api as pipeline
+    import grounding.methods.dense as pipeline
 
     cache = FeatureCache(tmp_path / "c")
     Localizer(str(ckpts["vit"]), "ours", n_segments=[40], cache=cache)(photo, "a cup")
     monkeypatch.setattr(pipeline, "FEATURE_VERSION", pipeline.FEATURE_VERSION + 1)
     loc = Localizer(str(ckpts["vit"]), "ours", n_segments=[40], cache=cache)
     calls = []
-    orig = loc._embed
-    loc._embed = lambda p: calls.append(1) or orig(p)
+    orig = loc.method.features
+    loc.method.features = lambda p: calls.append(1) or orig(p)
     loc(photo, "a cup")
     assert calls == [1]
     assert len(list((tmp_path / "c").glob("*/*.npz"))) == 4  # SLIC + cosines, for each version

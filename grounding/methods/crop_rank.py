@@ -10,14 +10,14 @@ Crops are resized to 224×224 (PIL bicubic, as the reference) and embedded in ba
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..models.backbones import Backbone, load_backbone
 from ..data.images import INPUT_SIZE, ImageLike, preprocess, to_pil_rgb
+from .base import ConfigError, Method, Param, positive, register_method
 from .selective_search import opencv_proposals, reference_regions
 
 DEFAULT_PROPOSALS = {"paper": 200, "reference": 100}
@@ -39,18 +39,27 @@ class CropRankResult:
     score_map: None = None
 
 
-class CropRank:
-    def __init__(self, backbone: Union[str, Backbone], *, variant: str = "paper", num_proposals: Optional[int] = None,
-                 batch_size: int = 64, device="cpu", precision: str = "auto", cache_dir=None):
-        if variant not in DEFAULT_PROPOSALS:
-            raise ValueError(f"variant must be one of {tuple(DEFAULT_PROPOSALS)}, got {variant!r}")
-        self.backbone = backbone if isinstance(backbone, Backbone) else load_backbone(
-            backbone, device=device, precision=precision, cache_dir=cache_dir)
-        self.device = self.backbone.device
-        self.variant = variant
-        self.num_proposals = int(num_proposals or DEFAULT_PROPOSALS[variant])
-        self.batch_size = int(batch_size)
-        self.params = {"variant": variant, "num_proposals": self.num_proposals}
+@register_method("crop_rank")
+class CropRank(Method):
+    """Selective-search crops ranked by CLIP (``variant`` paper | reference)."""
+
+    PARAMS = {
+        "variant": Param("str", "paper: OpenCV selective search, top 200 | reference: the reference's first 100 regions",
+                         choices=tuple(DEFAULT_PROPOSALS)),
+        "num_proposals": Param("int", "proposals ranked (default 200 paper / 100 reference)", positive, "(> 0)"),
+        "batch_size": Param("int", "crops embedded per forward pass", positive, "(> 0)"),
+    }
+
+    def __init__(self, backbone=None, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self.variant = self.params["variant"]
+        self.num_proposals = int(self.params.get("num_proposals") or DEFAULT_PROPOSALS[self.variant])
+        self.batch_size = int(self.params["batch_size"])
+        self.params = {"variant": self.variant, "num_proposals": self.num_proposals, "batch_size": self.batch_size}
+
+    @classmethod
+    def default_params(cls, backbone, family):
+        return {"variant": "paper", "num_proposals": None, "batch_size": 64}
 
     def proposals(self, image: np.ndarray) -> np.ndarray:
         if self.variant == "paper":
@@ -74,18 +83,18 @@ class CropRank:
             boxes = np.array([[0, 0, arr.shape[1], arr.shape[0]]], dtype=np.float64)
         embs = []
         for s in range(0, len(boxes), self.batch_size):
-            x = torch.cat([preprocess(self._crop(arr, b), INPUT_SIZE, self.device, self.backbone.dtype)
+            x = torch.cat([preprocess(self._crop(arr, b), INPUT_SIZE, self.device, self.backbone.dtype,
+                                      self.backbone.mean, self.backbone.std)
                            for b in boxes[s:s + self.batch_size]])
-            e = self.backbone.model.encode_image(x).float()
+            e = self.backbone.encode_image(x).float()
             embs.append(e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12))
         return CropRankPrepared(pil.size, boxes, torch.cat(embs))
 
-    def localize_prepared(self, prepared: CropRankPrepared, phrase: str) -> CropRankResult:
+    def localize_prepared(self, prepared: CropRankPrepared, phrase: str, **overrides) -> CropRankResult:
+        if overrides:
+            raise ConfigError(f"crop_rank takes no per-phrase overrides (got {sorted(overrides)})")
         t = self.backbone.encode_text(phrase)
         scores = (prepared.embeddings @ t).cpu().numpy()
         best = int(np.argmax(scores))
         return CropRankResult(box=tuple(float(v) for v in prepared.proposals[best]), scores=scores,
                               proposals=prepared.proposals, phrase=phrase)
-
-    def __call__(self, image: ImageLike, phrase: str) -> CropRankResult:
-        return self.localize_prepared(self.prepare(image), phrase)

@@ -1,19 +1,26 @@
-"""The paper's hyperparameters (the reference code's eval.py), per backbone family × dataset family.
+"""The paper's hyperparameters (the reference code's eval.py), per backbone × dataset family — as data.
 
-Every run with no overrides uses these values, so it reproduces the paper's protocol. Backbones the
-paper did not evaluate borrow the values of the closest one it did (marked ``borrowed``).
+Every run with no overrides uses these values, so it reproduces the paper's protocol. They reach a run
+in two ways that read this one table: the Hydra configs (``hparams/<method>/<backbone>_<family>``
+entries registered from here, so ``--cfg job`` and ``.hydra/config.yaml`` show the numbers) and the
+Python API (:class:`grounding.Localizer`). Torch-free, so configs validate without loading a model.
+
+Backbones the paper did not evaluate borrow the values of the closest one it did; dataset families
+the paper did not evaluate (``refcoco``) borrow Flickr's; the training-free family of methods
+(``dense_untuned``) borrows ours-ViT's α and σ and is marked "not tuned".
 """
 from __future__ import annotations
 
 from typing import Any, Dict
 
-VIT_COMMON = dict(aggregation="mean", upsample=2, compactness=50, sigma=0, box_search="hierarchical",
+FAMILIES = ("flickr", "vg", "demo", "refcoco")
+VIT_COMMON = dict(aggregation="mean", upsample=2, compactness=50.0, sigma=0.0, box_search="hierarchical",
                   stem_padding="reference")
 RESNET_COMMON = dict(high_res=True, box_search="hierarchical")
 SEGMENTS_600 = list(range(100, 601, 50))
 SEGMENTS_400 = list(range(100, 401, 50))
 
-# (backbone family, dataset family) → hyperparameters of method "ours" (and "denseclip" below).
+# (backbone, dataset family) → hyperparameters of method "ours".
 PAPER: Dict[tuple, Dict[str, Any]] = {
     ("vit_l14", "flickr"): dict(VIT_COMMON, alpha=0.75, temperature=0.02, n_segments=SEGMENTS_600),
     ("vit_l14", "vg"): dict(VIT_COMMON, alpha=0.8, temperature=0.01, n_segments=SEGMENTS_600),
@@ -25,45 +32,57 @@ PAPER: Dict[tuple, Dict[str, Any]] = {
     ("rn50x4", "vg"): dict(RESNET_COMMON, alpha=0.7, temperature=0.01),
     ("rn50", "flickr"): dict(RESNET_COMMON, alpha=0.7, temperature=0.03),
     ("rn50", "vg"): dict(RESNET_COMMON, alpha=0.8, temperature=0.01),
+    # The analytic toy CLIP (grounding.models.toy) — not a paper backbone; values chosen for its cosine range.
+    ("toy", "flickr"): dict(VIT_COMMON, alpha=0.5, temperature=0.05, n_segments=[50, 100, 150]),
 }
-# DenseCLIP baseline (RN50x4 in the paper): strided map.
+# DenseCLIP baseline (RN50x4 in the paper): the strided map.
 DENSECLIP: Dict[str, Dict[str, Any]] = {
     "flickr": dict(high_res=False, alpha=0.7, temperature=0.03, box_search="hierarchical"),
     "vg": dict(high_res=False, alpha=0.8, temperature=0.03, box_search="hierarchical"),
 }
-# Backbone families the paper did not evaluate → the family whose values they borrow.
-BORROWED = {"vit_l14_336": "vit_l14", "vit_b14": "vit_l14", "vit_l16": "vit_b16", "vit_l32": "vit_b32",
-            "rn101": "rn50", "rn50x16": "rn50x4", "rn50x64": "rn50x4", "toy": "toy"}
-# The analytic toy CLIP (grounding.models.toy) — not a paper backbone; values chosen for its cosine range.
-PAPER[("toy", "flickr")] = dict(VIT_COMMON, alpha=0.5, temperature=0.05, n_segments=[50, 100, 150])
-PAPER[("toy", "vg")] = PAPER[("toy", "flickr")]
-PAPER[("toy", "demo")] = PAPER[("toy", "flickr")]
-
-PARAM_NAMES = ("alpha", "temperature", "n_segments", "compactness", "sigma", "upsample", "aggregation",
-               "high_res", "box_search", "stem_padding")
+# Backbones the paper did not evaluate → the backbone whose values they borrow.
+BORROWED = {"vit_l14_336": "vit_l14", "vit_b14": "vit_l14", "vit_h14": "vit_l14", "vit_g14": "vit_l14",
+            "vit_bigg14": "vit_l14", "vit_l16": "vit_b16", "vit_l32": "vit_b32",
+            "rn101": "rn50", "rn50x16": "rn50x4", "rn50x64": "rn50x4"}
+# Dataset families the paper did not evaluate → the family whose values they borrow.
+FAMILY_BORROWED = {"demo": "flickr", "refcoco": "flickr"}
+TABLES = ("ours", "denseclip", "dense_untuned")
+BACKBONES = ("vit_l14", "vit_l14_336", "vit_b16", "vit_b32", "rn50", "rn101", "rn50x4", "rn50x16", "rn50x64", "toy")
 
 
-def dataset_family(split_or_family: str) -> str:
-    s = (split_or_family or "flickr").lower()
-    for fam in ("flickr", "vg", "demo"):
-        if s.startswith(fam):
-            return fam
-    raise ValueError(f"unknown dataset family for {split_or_family!r} (expected flickr*, vg* or demo*)")
+def backbone_kind(backbone_key: str) -> str:
+    """``vit`` or ``resnet`` from a backbone key (vit_*, toy, open_clip ViT keys → vit; rn* → resnet)."""
+    return "resnet" if str(backbone_key).startswith("rn") else "vit"
 
 
-def paper_hparams(backbone_family: str, method: str = "ours", family: str = "flickr") -> Dict[str, Any]:
-    """The reference's hyperparameters for ``method`` on ``backbone_family`` × dataset ``family``."""
-    fam = dataset_family(family)
-    bfam = BORROWED.get(backbone_family, backbone_family)
-    if method == "denseclip":
-        if not bfam.startswith("rn"):
+def _lookup(backbone_key: str, family: str) -> Dict[str, Any]:
+    if family not in FAMILIES:
+        raise ValueError(f"unknown dataset family {family!r}; expected one of {', '.join(FAMILIES)}")
+    b = BORROWED.get(backbone_key, backbone_key)
+    for fam in (family, FAMILY_BORROWED.get(family, family), "flickr"):
+        if (b, fam) in PAPER:
+            return dict(PAPER[(b, fam)])
+    raise ValueError(f"no paper hyperparameters for backbone {backbone_key!r}")
+
+
+def paper_hparams(backbone_key: str, table: str = "ours", family: str = "flickr") -> Dict[str, Any]:
+    """The defaults of hyperparameter ``table`` for ``backbone_key`` × dataset ``family``.
+
+    ``ours``: the reference's eval.py values. ``denseclip``: the DenseCLIP baseline (ResNet only).
+    ``dense_untuned``: α, σ and box search of ours-ViT for the backbone, for methods the paper did not tune.
+    """
+    if table == "denseclip":
+        if backbone_kind(backbone_key) != "resnet":
             raise ValueError("method 'denseclip' needs a ResNet backbone")
-        return dict(DENSECLIP["vg" if fam == "vg" else "flickr"])
-    if method != "ours":
-        raise ValueError(f"unknown method {method!r}; expected 'ours' or 'denseclip'")
-    if fam == "demo" and (bfam, fam) not in PAPER:
-        fam = "flickr"
-    key = (bfam, fam)
-    if key not in PAPER:
-        raise ValueError(f"no paper hyperparameters for backbone family {backbone_family!r}")
-    return dict(PAPER[key])
+        fam = "vg" if family == "vg" else "flickr"
+        if family not in FAMILIES:
+            raise ValueError(f"unknown dataset family {family!r}; expected one of {', '.join(FAMILIES)}")
+        return dict(DENSECLIP[fam])
+    if table == "dense_untuned":
+        if backbone_kind(backbone_key) != "vit":
+            raise ValueError("the training-free ViT methods need a ViT backbone")
+        hp = _lookup(backbone_key, family)
+        return {k: hp[k] for k in ("alpha", "temperature", "box_search")}
+    if table != "ours":
+        raise ValueError(f"unknown hyperparameter table {table!r}; expected one of {', '.join(TABLES)}")
+    return _lookup(backbone_key, family)

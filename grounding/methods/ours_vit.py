@@ -11,13 +11,18 @@ from __future__ import annotations
 import math
 from typing import Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clip.model import VisionTransformer
 
-from ..stages.regions import Regions
+from ..stages.regions import Regions, slic_regions
+from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
+from .base import BOX_PARAMS, Param, all_positive, positive, register_method
+from .dense import DenseMethod, Prepared
+from .hparams import paper_hparams
 
 def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="reference") -> Tuple[int, int]:
     """Stride and padding of the patch-embedding convolution.
@@ -134,3 +139,53 @@ def vit_region_embeddings(visual: VisionTransformer, image: torch.Tensor, region
             r = r @ visual.proj
         outs.append(r)
     return torch.cat(outs, 0)
+
+
+# ------------------------------------------------------------------------------------- the method
+def _stem_padding_ok(v) -> bool:
+    return v == "reference" or (isinstance(v, int) and v >= 0)
+
+
+VIT_PARAMS = dict(
+    BOX_PARAMS,
+    n_segments=Param("int_list", "SLIC scales, e.g. [100,150,...,600]", all_positive, "(each > 0)", feature=True),
+    compactness=Param("float", "SLIC compactness", positive, "(> 0)", feature=True),
+    sigma=Param("float", "SLIC Gaussian smoothing", lambda v: v >= 0, "(>= 0)", feature=True),
+    upsample=Param("int", "stem stride divisor", lambda v: v >= 1, "(>= 1)", feature=True),
+    aggregation=Param("str", "mean | median | max | min over the regions covering a pixel", choices=AGGREGATIONS),
+    stem_padding=Param("int_or_str", '"reference" ((patch-1)//2) or an int', _stem_padding_ok,
+                       '("reference" or an int >= 0)', feature=True),
+)
+
+
+@register_method("ours_vit")
+class OursViT(DenseMethod):
+    """Ours on a ViT: region tokens over multi-scale SLIC regions; the map is the min–max normalised
+    mean φ of the regions covering each pixel."""
+
+    PARAMS = VIT_PARAMS
+    uses_regions = True
+
+    @classmethod
+    def default_params(cls, backbone, family):
+        return paper_hparams(backbone.key, "ours", family)
+
+    def regions(self, prepared: Prepared) -> Regions:
+        p = prepared.params
+        key = self.cache_key("slic", prepared) if self.cache is not None else None
+        hit = self.cache.get(key) if key else None
+        if hit is not None:
+            return Regions(labels=hit["labels"].astype(np.int32), counts=hit["counts"].tolist())
+        regions = slic_regions(prepared.resized, p["n_segments"], p["compactness"], p["sigma"])
+        if key:
+            self.cache.put(key, labels=regions.labels.astype(np.int16), counts=np.asarray(regions.counts))
+        return regions
+
+    def features(self, prepared: Prepared) -> torch.Tensor:
+        p = prepared.params
+        return vit_region_embeddings(self.backbone.visual, self.input_tensor(prepared), prepared.regions,
+                                     upsample=int(p["upsample"]), stem_padding=p.get("stem_padding", "reference"))
+
+    def score_map_from_cosines(self, prepared: Prepared, cos: np.ndarray, params) -> np.ndarray:
+        m = aggregate_regions(prepared.regions, phi(cos, params["temperature"]), params["aggregation"])
+        return minmax_normalise(m)

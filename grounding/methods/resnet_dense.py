@@ -16,6 +16,11 @@ from torch import nn
 
 from clip.model import Bottleneck, ModifiedResNet
 
+from ..stages.score_map import phi
+from .base import BOX_PARAMS, Param, register_method
+from .dense import DenseMethod, Prepared
+from .hparams import paper_hparams
+
 
 class DilatedAvgPool2d(nn.Module):
     """``AvgPool2d(k)`` made dense: stride 1, taps ``dilation`` apart, no padding (output shrinks
@@ -119,3 +124,43 @@ def resnet_dense_embeddings(visual: ModifiedResNet, image: torch.Tensor, *, high
     oy, ox = (feats.shape[-2] - th) // 2, (feats.shape[-1] - tw) // 2
     feats = feats[..., oy:oy + th, ox:ox + tw]
     return F.interpolate(feats, size=(h, w), mode="bilinear", align_corners=False)
+
+
+# ------------------------------------------------------------------------------------- the methods
+RESNET_PARAMS = dict(BOX_PARAMS, high_res=Param("bool", "dilated full-resolution trunk (ours) or strided (DenseCLIP)",
+                                                 feature=True))
+
+
+@register_method("ours_resnet")
+class OursResNet(DenseMethod):
+    """Ours on a ResNet: the attention pool's value path on the dilated trunk; the map is φ per pixel."""
+
+    PARAMS = RESNET_PARAMS
+    feature_dim = 1
+    table = "ours"
+
+    def __init__(self, backbone=None, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self._dilated = None
+
+    @classmethod
+    def default_params(cls, backbone, family):
+        return paper_hparams(backbone.key, cls.table, family)
+
+    def features(self, prepared: Prepared) -> torch.Tensor:
+        visual = self.backbone.visual
+        high_res = bool(prepared.params["high_res"])
+        if high_res and self._dilated is None:
+            self._dilated = dilate_resnet_trunk(visual)
+        return resnet_dense_embeddings(visual, self.input_tensor(prepared), high_res=high_res,
+                                       dilated_visual=self._dilated)
+
+    def score_map_from_cosines(self, prepared: Prepared, cos, params):
+        return phi(cos, params["temperature"])  # not normalised, as the reference
+
+
+@register_method("denseclip")
+class DenseCLIP(OursResNet):
+    """DenseCLIP baseline: the value path on the strided (1/32) map, bilinearly resized."""
+
+    table = "denseclip"

@@ -15,15 +15,31 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 import clip  # noqa: E402  (OpenAI's package; imports pkg_resources, hence setuptools<82)
-from clip.model import CLIP, VisionTransformer, build_model, convert_weights
+from clip.model import CLIP, build_model, convert_weights
+
+from ..data.images import CLIP_MEAN, CLIP_STD
 
 # OpenAI CLIP names → file name in the clip cache (the basename of the official URL).
 OPENAI_MODELS: Dict[str, str] = {name: url.rsplit("/", 1)[-1] for name, url in clip.clip._MODELS.items()}
 CACHE_ENV = "GROUNDING_CLIP_CACHE"
+
+
+def config_key(openai_name: str) -> str:
+    """OpenAI model name → this harness's config key: ``ViT-B/16`` → ``vit_b16``, ``ViT-L/14@336px`` →
+    ``vit_l14_336``, ``RN50x4`` → ``rn50x4``."""
+    return openai_name.lower().replace("-", "_").replace("/", "").replace("@336px", "_336")
+
+
+KEY_TO_OPENAI: Dict[str, str] = {config_key(n): n for n in OPENAI_MODELS}
+
+
+def canonical_name(name: str) -> str:
+    """Accept OpenAI names and config keys alike: ``vit_b16`` and ``ViT-B/16`` both give ``ViT-B/16``."""
+    return KEY_TO_OPENAI.get(str(name), KEY_TO_OPENAI.get(str(name).lower(), str(name)))
 
 _REGISTRY: Dict[str, Callable[[], "CLIP"]] = {}
 
@@ -134,26 +150,46 @@ def resolve_precision(precision: str, device: Union[str, torch.device]) -> torch
 
 @dataclass
 class Backbone:
-    """A loaded CLIP plus what the dense-feature stage needs to know about it."""
+    """The backbone adapter: a loaded CLIP and everything a method needs to know about it.
+
+    Methods use ``visual`` (the image tower), ``encode_text`` / ``encode_image``, ``kind``
+    (``vit`` | ``resnet``), ``key`` (the paper-hyperparameter family: vit_b16, rn50x4, …),
+    ``input_size``, ``mean`` / ``std`` and ``dtype`` — never the model library's classes.
+    """
 
     name: str
-    model: CLIP
+    model: Any
     device: torch.device
     dtype: torch.dtype
+    source: Optional[str] = None  # checkpoint path, if loaded from a file
+    library: str = "openai"
+    mean: Tuple[float, ...] = CLIP_MEAN
+    std: Tuple[float, ...] = CLIP_STD
+    tokenizer: Optional[Callable] = None  # phrase -> (1, context) token tensor; None: OpenAI's BPE
+
+    @property
+    def visual(self):
+        return self.model.visual
 
     @property
     def kind(self) -> str:
-        return "vit" if isinstance(self.model.visual, VisionTransformer) else "resnet"
+        return "vit" if hasattr(self.visual, "conv1") and hasattr(self.visual, "class_embedding") else "resnet"
 
     @property
-    def input_resolution(self) -> int:
-        return int(self.model.visual.input_resolution)
+    def input_size(self) -> int:
+        v = self.visual
+        size = getattr(v, "input_resolution", None) or getattr(v, "image_size", 224)
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    input_resolution = input_size
 
     @property
     def patch_size(self) -> Optional[int]:
-        return int(self.model.visual.conv1.kernel_size[0]) if self.kind == "vit" else None
+        return int(self.visual.conv1.kernel_size[0]) if self.kind == "vit" else None
 
-    source: Optional[str] = None  # checkpoint path, if loaded from a file
+    @property
+    def key(self) -> str:
+        return backbone_key(self)
 
     def identity(self) -> tuple:
         """What the model's outputs depend on, cheaply: file path, size and mtime (or the registered name
@@ -163,14 +199,22 @@ class Backbone:
             return ("file", os.path.abspath(self.source), st.st_size, st.st_mtime_ns)
         return ("registered", self.name, state_dict_digest(self.model))
 
+    def tokenize(self, phrase: str) -> torch.Tensor:
+        from .text import tokenize
+
+        return (self.tokenizer or tokenize)(phrase)
+
     @torch.no_grad()
     def encode_text(self, phrase: str) -> torch.Tensor:
         """L2-normalised text embedding (1-D, fp32) of one phrase; over-long phrases are truncated."""
-        from .text import tokenize
-
-        tokens = tokenize(phrase).to(self.device)
+        tokens = self.tokenize(phrase).to(self.device)
         e = self.model.encode_text(tokens).float()[0]
         return e / e.norm()
+
+    @torch.no_grad()
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """CLIP image embeddings (N, E) of normalised images (N, 3, S, S), not normalised."""
+        return self.model.encode_image(x.to(self.dtype))
 
 
 def state_dict_digest(model_or_sd) -> str:
@@ -208,8 +252,9 @@ def cast_to_precision(model: CLIP, dtype: torch.dtype) -> CLIP:
 
 def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str = "auto",
                   cache_dir=None) -> Backbone:
-    """Load a CLIP backbone by OpenAI name, registered name or checkpoint path."""
-    name = str(name)
+    """Load a CLIP backbone by OpenAI name or config key (``ViT-B/16`` = ``vit_b16``), registered name or
+    checkpoint path."""
+    name = canonical_name(name)
     dev = torch.device(device)
     dtype = resolve_precision(precision, dev)
     source = None
