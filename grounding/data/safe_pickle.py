@@ -23,11 +23,16 @@ from typing import Any
 from grounding.data.datasets import DatasetError
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global outside :data:`_ALLOWED_GLOBALS`."""
+
+
 def _latin1_bytes(text, encoding="latin1", errors="strict"):
     """Stand-in for ``_codecs.encode`` as Python 3 pickles ``bytes`` under protocols < 3."""
-    if not isinstance(text, str) or encoding.lower().replace("_", "-") not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"_codecs.encode is only allowed as (str, 'latin1'), got "
-                                     f"({type(text).__name__}, {encoding!r})")
+    if not (isinstance(text, str) and isinstance(encoding, str)
+            and encoding.lower().replace("_", "-") in ("latin1", "latin-1")):
+        raise RefusedGlobal(f"_codecs.encode is only allowed as (str, 'latin1'), got "
+                            f"({type(text).__name__}, {encoding!r})")
     return text.encode("latin-1")
 
 
@@ -45,8 +50,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed (only builtin containers "
-                                         f"and scalars may be unpickled)") from None
+            raise RefusedGlobal(f"global '{module}.{name}' is not allowed (only builtin containers "
+                                f"and scalars may be unpickled)") from None
 
 
 def safe_load(path, *, encoding: str = "latin1") -> Any:
@@ -61,8 +66,8 @@ def safe_load(path, *, encoding: str = "latin1") -> Any:
             return RestrictedUnpickler(f, encoding=encoding).load()
     except FileNotFoundError:
         raise DatasetError(f"pickle not found: {path}") from None
-    except pickle.UnpicklingError as e:
+    except RefusedGlobal as e:
         raise DatasetError(f"{path}: refused to unpickle: {e}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
             MemoryError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
