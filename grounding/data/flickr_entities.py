@@ -157,6 +157,9 @@ def iter_phrases(sentences_dir, annotations_dir, image_ids) -> Iterator[PhraseRo
         xml = Path(annotations_dir) / f"{img_id}.xml"
         try:
             sentences = read_sentences(txt)
+        except FileNotFoundError:
+            yield PhraseRow(img_id, -1, "", "", [], error=f"Sentences file not found: {txt}")
+            continue
         except (OSError, UnicodeDecodeError) as e:
             yield PhraseRow(img_id, -1, "", "", [], error=f"{txt}: cannot read Sentences file ({e})")
             continue
