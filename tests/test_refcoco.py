@@ -94,7 +94,8 @@ def test_instantiated_from_split_yaml(tmp_path):
     for name in ("refcoco_val", "refcoco_testB", "refcoco_plus_val", "refcoco_plus_testA", "refcoco_plus_testB",
                  "refcocog_val", "refcocog_test"):
         c = OmegaConf.load(conf_dir() / "split" / f"{name}.yaml")
-        assert c.name == name and c.iou_compare == ">=" and c.loader.split_by == ("umd" if "refcocog" in name else "unc")
+        assert c.name == name and c.iou_compare == ">="
+        assert c.loader.split_by == ("umd" if "refcocog" in name else "unc")
         assert c.loader.refs == f"refer/{c.loader.dataset}/refs({c.loader.split_by}).p"
 
 
@@ -104,6 +105,7 @@ BAD = {  # ref (in split val) -> what the message must say
     "empty_sentence": (_ref(22, 10, 1, "val", [(32, "  ")]), "sentence is empty", 32),
     "degenerate_box": (_ref(23, 17, 1, "val", [(33, "flat")]), "degenerate bbox", 33),
     "outside_image": (_ref(24, 18, 2, "val", [(34, "far")]), "lies outside the 40x40 image", 34),
+    "ann_id_not_int": (_ref(25, "10", 1, "val", [(35, "text id")]), "ann_id '10' is not an integer", 35),
 }
 EXTRA_ANNS = [{"id": 16, "image_id": 7, "bbox": [1, 1, 2, 2], "category_id": 1},
               {"id": 17, "image_id": 1, "bbox": [5, 5, 0, 9], "category_id": 1},
@@ -125,13 +127,16 @@ def test_bad_ref_named_raise_or_skip(tmp_path, case):
     s = _load(tmp_path, "val", on_error="skip")
     assert len(s) == 2 and s.n_errors == 1 and s[0].error is None and s[0].phrase == "small cup"
     assert s[1].index == 1 and s[1].csv_row == 2 and expect in s[1].error
+    assert s[1].phrase == bad["sentences"][0]["sent"].strip()
 
 
 def test_every_sentence_of_a_bad_ref_is_a_skipped_row(tmp_path):
-    _write(tmp_path, refs=[_ref(9, 999, 1, "val", [(1, "a"), (2, "b")])])
+    _write(tmp_path, refs=[_ref(9, 999, 1, "val", [(1, "a"), (2, "b")]), ["not", "a", "ref"],
+                           _ref(3, 13, 2, "val", [(4, "small cup")])])
     s = _load(tmp_path, "val", on_error="skip")
-    assert [(r.index, r.error is not None) for r in s] == [(0, True), (1, True)]
-    assert "sentence 2" in s[1].error
+    assert [(r.index, r.error is not None) for r in s] == [(0, True), (1, True), (2, True), (3, False)]
+    assert "ref 9, sentence 2: annotation id 999" in s[1].error
+    assert "ref #1: ref is not a dict" in s[2].error
 
 
 def test_missing_files_name_the_path(tmp_path):

@@ -75,7 +75,7 @@ def _read_coco(path: Path):
     try:
         with contextlib.redirect_stdout(chatter):  # COCO prints progress lines
             coco = COCO(str(path))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:  # bad JSON or not COCO-shaped
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as e:  # bad JSON / not COCO-shaped
         raise DatasetError(f"{path}: not a COCO instances file ({type(e).__name__}: {e})") from None
     log.debug("%s", chatter.getvalue().strip())
     return coco
@@ -118,23 +118,24 @@ def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: st
     n_refs = 0
     for k, ref in enumerate(all_refs):
         if not isinstance(ref, dict) or not isinstance(ref.get("split"), str):
-            ref_id, rows = f"#{k}", [(None, None, "ref is not a dict with a 'split' string", None)]
+            ref_id, rows = f"#{k}", [(None, None, "", None, "ref is not a dict with a 'split' string")]
         elif not ref_in_split(ref["split"], split):
             continue
         else:
             ref_id, rows = ref.get("ref_id", f"#{k}"), _ref_rows(ref, coco, image_template, data_root, inst_path)
         n_refs += 1
-        for image_path, box, text, sent_id in rows:
+        for image_path, box, text, sent_id, err in rows:
             i = out.n_rows_in_csv
             out.n_rows_in_csv += 1
             if limit is not None and len(out.samples) >= int(limit):
                 continue
-            if box is None:
+            if err is not None:
                 where = f"ref {ref_id}" + (f", sentence {sent_id}" if sent_id is not None else "")
-                msg = f"{refs_path}, {where}: {text}"
+                msg = f"{refs_path}, {where}: {err}"
                 if on_error == "raise":
                     raise DatasetError(msg)
-                out.samples.append(Sample(i, image_path or "", (0.0, 0.0, 0.0, 0.0), "", [""], i + 1, error=msg))
+                out.samples.append(Sample(i, image_path or "", box or (0.0, 0.0, 0.0, 0.0), text, [text], i + 1,
+                                          error=msg))
             else:
                 out.samples.append(Sample(i, image_path, box, text, [text], i + 1))
     if n_refs == 0:
@@ -144,13 +145,15 @@ def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: st
 
 
 def _ref_rows(ref: Dict, coco, template: str, data_root, inst_path) -> List[Tuple]:
-    """(image_path, box or None, phrase or error message, sent_id) for each sentence of ``ref``."""
+    """(image_path, box, sentence, sent_id, error or None) for each sentence of ``ref``."""
     sents = ref.get("sentences")
     if not isinstance(sents, list) or not sents:
-        return [(None, None, "ref has no 'sentences' list", None)]
+        return [(None, None, "", None, "ref has no 'sentences' list")]
     image_path, box, ref_err = None, None, None
     try:
         ann_id = ref.get("ann_id")
+        if not isinstance(ann_id, int) or isinstance(ann_id, bool):
+            raise ValueError(f"ref's ann_id {ann_id!r} is not an integer")
         if ann_id not in coco.anns:
             raise ValueError(f"annotation id {ann_id!r} is not in {inst_path}")
         ann = coco.anns[ann_id]
@@ -169,16 +172,17 @@ def _ref_rows(ref: Dict, coco, template: str, data_root, inst_path) -> List[Tupl
             t = BORDER_TOLERANCE
             if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
                 raise ValueError(f"bbox {list(box)} lies outside the {w}x{h} image {img.get('file_name')}")
-    except ValueError as e:
-        ref_err = str(e)
+    except (ValueError, TypeError) as e:  # TypeError: an unhashable image id
+        ref_err, box = str(e), None
     rows = []
     for j, s in enumerate(sents):
         sent_id = s.get("sent_id", f"#{j}") if isinstance(s, dict) else f"#{j}"
         text = s.get("sent") if isinstance(s, dict) else None
+        phrase = text.strip() if isinstance(text, str) else ""
         if ref_err is not None:
-            rows.append((image_path, None, ref_err, sent_id))
-        elif not isinstance(text, str) or not text.strip():
-            rows.append((image_path, None, f"sentence is empty or missing ({text!r})", sent_id))
+            rows.append((image_path, box, phrase, sent_id, ref_err))
+        elif not phrase:
+            rows.append((image_path, box, phrase, sent_id, f"sentence is empty or missing ({text!r})"))
         else:
-            rows.append((image_path, box, text.strip(), sent_id))
+            rows.append((image_path, box, phrase, sent_id, None))
     return rows

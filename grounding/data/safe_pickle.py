@@ -68,6 +68,6 @@ def safe_load(path, *, encoding: str = "latin1") -> Any:
         raise DatasetError(f"pickle not found: {path}") from None
     except RefusedGlobal as e:
         raise DatasetError(f"{path}: refused to unpickle: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
-            MemoryError, UnicodeDecodeError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError) as e:
         raise DatasetError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
