@@ -81,11 +81,11 @@ def _read_coco(path: Path):
     return coco
 
 
-def _image_path(template: str, data_root: str, file_name) -> str:
-    if not isinstance(file_name, str) or not file_name or os.path.basename(file_name) != file_name \
+def _image_path(template: str, abs_root: str, file_name) -> str:
+    if not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name \
             or file_name in (".", ".."):
         raise ValueError(f"image file_name {file_name!r} must be a plain file name")
-    return template.format(data_root=os.path.abspath(data_root), file_name=file_name)
+    return template.format(data_root=abs_root, file_name=file_name)
 
 
 def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: str = "unc", split: str = "val",
@@ -115,14 +115,14 @@ def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: st
 
     out = GroundingSplit(name=name, family=family, csv_path=str(refs_path),
                          source_files=[str(refs_path), str(inst_path)])
-    n_refs = 0
+    n_refs, abs_root = 0, os.path.abspath(data_root)
     for k, ref in enumerate(all_refs):
         if not isinstance(ref, dict) or not isinstance(ref.get("split"), str):
             ref_id, rows = f"#{k}", [(None, None, "", None, "ref is not a dict with a 'split' string")]
         elif not ref_in_split(ref["split"], split):
             continue
         else:
-            ref_id, rows = ref.get("ref_id", f"#{k}"), _ref_rows(ref, coco, image_template, data_root, inst_path)
+            ref_id, rows = ref.get("ref_id", f"#{k}"), _ref_rows(ref, coco, image_template, abs_root, inst_path)
         n_refs += 1
         for image_path, box, text, sent_id, err in rows:
             i = out.n_rows_in_csv
@@ -144,7 +144,7 @@ def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: st
     return out
 
 
-def _ref_rows(ref: Dict, coco, template: str, data_root, inst_path) -> List[Tuple]:
+def _ref_rows(ref: Dict, coco, template: str, abs_root: str, inst_path) -> List[Tuple]:
     """(image_path, box, sentence, sent_id, error or None) for each sentence of ``ref``."""
     sents = ref.get("sentences")
     if not isinstance(sents, list) or not sents:
@@ -164,7 +164,7 @@ def _ref_rows(ref: Dict, coco, template: str, data_root, inst_path) -> List[Tupl
         if image_id not in coco.imgs:
             raise ValueError(f"image id {image_id!r} is not in {inst_path}")
         img = coco.imgs[image_id]
-        image_path = _image_path(template, data_root, img.get("file_name"))
+        image_path = _image_path(template, abs_root, img.get("file_name"))
         box = coco_box_to_xyxy(ann.get("bbox"))
         w, h = img.get("width"), img.get("height")
         if isinstance(w, (int, float)) and isinstance(h, (int, float)):
