@@ -24,6 +24,9 @@ Protocol (one row per phrase occurrence; sentences, then phrases, in file order,
   ``scene`` whose chain does have a drawn box (e.g. "a building" in image 65567) is kept, as
   ZSGNet and the standard protocol keep it.
 * ``phrase_type`` of a row is the phrase's first type (``/bodyparts/people`` → ``bodyparts``).
+* Rows are phrase *occurrences*, as Plummer et al. count test phrases; ZSGNet's CSVs instead hold
+  one row per chain with all its phrases as a query list (the same boxes). ``UNRELATED_CAPTIONS``
+  is not consulted (neither ZSGNet nor the box-based protocol uses it).
 
 Images are not opened here (the runner checks them). Annotation-level errors — a missing or
 unparsable Sentences/Annotations file, a degenerate box, a box outside the XML's image size —
