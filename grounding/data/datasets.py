@@ -16,7 +16,6 @@ import csv
 import logging
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -66,6 +65,7 @@ class Sample:
     phrases: List[str]
     csv_row: int  # 1-based data row in the CSV (header excluded)
     error: Optional[str] = None
+    phrase_type: Optional[str] = None  # where the annotation gives it (Flickr30k Entities: the first type)
 
 
 @dataclass
@@ -157,6 +157,8 @@ def load_split(name: str, data_root="data", *, image_template: Optional[str] = N
     types = None
     if spec.phrase_types:
         sdir = Path(sentences_dir) if sentences_dir else Path(data_root) / "flickr30k_entities" / "Sentences"
+        from grounding.data.flickr_entities import phrase_type_dict
+
         types = phrase_type_dict(sdir)
     cols = COLUMNS[spec.family]
     out = GroundingSplit(name=name, family=spec.family, csv_path=str(csv_path))
@@ -209,77 +211,14 @@ def _make_sample(i, row, spec, data_root, template, csv_path, validate_images, o
 
 
 # ------------------------------------------------------------------------ Flickr30k Entities
-_PHRASE = re.compile(r"\[/EN#(\d+)((?:/[^\s\]]+)*)\s+([^\]]*)\]")
+# The sentence grammar, phrase types and raw reader live in grounding.data.flickr_entities (which
+# imports this module); their old names here resolve lazily, so neither import order cycles.
+_FLICKR_ENTITIES_NAMES = ("parse_sentence", "read_sentences", "phrase_type_dict", "read_flickr30k_entities")
 
 
-def parse_sentence(line: str) -> List[Dict]:
-    """Phrases of one Flickr30k Entities sentence: ``[/EN#<chain>/<type1>/<type2>... words]``."""
-    out = []
-    for m in _PHRASE.finditer(line):
-        types = [t for t in m.group(2).split("/") if t]
-        out.append({"phrase_id": m.group(1), "phrase_type": types, "phrase": m.group(3).strip()})
-    return out
+def __getattr__(name):
+    if name in _FLICKR_ENTITIES_NAMES:
+        from grounding.data import flickr_entities
 
-
-def read_sentences(path) -> List[List[Dict]]:
-    with open(path, encoding="utf-8") as f:
-        return [parse_sentence(line) for line in f if line.strip()]
-
-
-def phrase_type_dict(sentences_dir) -> Dict[str, str]:
-    """Phrase text → first phrase type, over every ``Sentences/*.txt``.
-
-    The reference builds the same map while listing the folder in ``os.listdir`` order, later files
-    overwriting earlier ones, so its result depends on the file system. Here files are read in
-    numeric order of their image id (then by name), lines and phrases in file order, and the last
-    occurrence wins: the same overwrite rule in a fixed order.
-    """
-    d = Path(sentences_dir)
-    if not d.is_dir():
-        raise DatasetError(f"Flickr30k Entities Sentences folder not found: {d} (needed for flickr_other; "
-                           f"set sentences_dir=)")
-    files = sorted(d.glob("*.txt"), key=lambda p: (int(p.stem) if p.stem.isdigit() else math.inf, p.name))
-    out: Dict[str, str] = {}
-    for p in files:
-        for sent in read_sentences(p):
-            for ph in sent:
-                if ph["phrase_type"]:
-                    out[ph["phrase"]] = ph["phrase_type"][0]
-    return out
-
-
-def read_flickr30k_entities(sentences_dir, annotations_dir, image_ids):
-    """Raw Flickr30k Entities → one row per phrase with the union box of its chain.
-
-    Like ZSGNet's preparation: the box of a phrase is the union of all boxes of its chain in the
-    image's XML (raw integer coordinates); phrases whose chain has no box (``nobndbox`` or absent)
-    and chain 0 (``notvisual``) are dropped.
-    """
-    import xml.etree.ElementTree as ET
-
-    import pandas as pd
-
-    rows = []
-    for img_id in image_ids:
-        img_id = str(img_id)
-        tree = ET.parse(Path(annotations_dir) / f"{img_id}.xml")
-        boxes: Dict[str, List[int]] = {}
-        for obj in tree.getroot().iter("object"):
-            bb = obj.find("bndbox")
-            if bb is None:
-                continue
-            b = [int(bb.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
-            for name in obj.findall("name"):
-                cid = name.text.strip()
-                u = boxes.get(cid)
-                boxes[cid] = b if u is None else [min(u[0], b[0]), min(u[1], b[1]), max(u[2], b[2]), max(u[3], b[3])]
-        for si, sent in enumerate(read_sentences(Path(sentences_dir) / f"{img_id}.txt")):
-            for ph in sent:
-                if ph["phrase_id"] == "0" or ph["phrase_id"] not in boxes:
-                    continue
-                rows.append({"img_id": img_id, "sentence_index": si, "phrase": ph["phrase"],
-                             "phrase_id": ph["phrase_id"],
-                             "phrase_type": ph["phrase_type"][0] if ph["phrase_type"] else "",
-                             "all_types": list(ph["phrase_type"]), "bbox": boxes[ph["phrase_id"]]})
-    return pd.DataFrame(rows, columns=["img_id", "sentence_index", "phrase", "phrase_id", "phrase_type",
-                                       "all_types", "bbox"])
+        return getattr(flickr_entities, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
