@@ -1,0 +1,143 @@
+"""ZSGNet's zero-shot grounding CSVs (Flickr30k S0/S1/All/Other, Visual Genome S0/S1) and the demo split.
+
+Layout under ``data_root`` (as ZSGNet distributes it; each split's YAML names its file)::
+
+    ds_csv_ann/{flickr30k,flickr30k_c0,flickr30k_c1}/csv_dir/{val,test}.csv      img_id,bbox,query
+    ds_csv_ann/vg_split/csv_dir/{val_balanced,test_balanced_c2,test_balanced_c3}.csv   image_fpath,bbox,phrase
+
+Loading streams the CSV and never opens an image (a million rows load in seconds); whether an image
+exists, decodes and contains its box is checked when its row is evaluated. An invalid row is an error
+naming the CSV file and its 1-based data row, or (``on_error="skip"``) a kept row carrying ``error``
+that the runner records as a miss.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .datasets import DatasetError, GroundingSplit, Sample, parse_bbox, parse_queries
+
+log = logging.getLogger(__name__)
+_SIMPLE_BOX = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]\s*$")
+MAX_FIELD = 1 << 20  # characters; a longer field is reported, not parsed
+
+
+def _box(text: str):
+    m = _SIMPLE_BOX.match(text)
+    if m:  # fast path for the common "[x1, y1, x2, y2]"; anything else goes through the full parser
+        try:
+            x1, y1, x2, y2 = (float(v) for v in m.groups())
+            if x2 > x1 and y2 > y1 and all(map(_finite, (x1, y1, x2, y2))):
+                return x1, y1, x2, y2
+        except ValueError:
+            pass
+    return parse_bbox(text)
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def image_path_for(template: str, data_root: str, image_ref: str) -> str:
+    """``template`` filled with the row's image reference; refuses paths that leave ``data_root``
+    lexically (``..``); symbolic links are checked when the image is opened."""
+    root = os.path.abspath(data_root)
+    ref = image_ref.strip()
+    if not ref:
+        raise ValueError("image reference is empty")
+    path = os.path.normpath(template.format(data_root=root, img_id=_strip_ext(ref, template), image_fpath=ref))
+    if os.path.commonpath([path, root]) != root:
+        raise ValueError(f"image path {path!r} escapes the data root {root!r}")
+    return path
+
+
+def _strip_ext(img_id: str, template: str) -> str:
+    stem, ext = os.path.splitext(img_id)
+    return stem if ext in (".jpg", ".png") and template.endswith(ext) else img_id
+
+
+def load_zsg_csv(*, data_root, name: str, csv: str, columns: Sequence[str], image_template: str,
+                 family: str = "flickr", phrase_types: Optional[Sequence[str]] = None, sentences_dir=None,
+                 on_error: str = "raise", limit: Optional[int] = None, **_) -> GroundingSplit:
+    """Read a ZSGNet CSV (``columns`` = image, bbox, phrase column names). ``limit`` keeps the first N
+    rows. ``phrase_types`` keeps phrases of those Flickr30k Entities types (flickr_other)."""
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    csv_path = Path(data_root) / csv
+    if not csv_path.is_file():
+        where = "the bundled demo" if name == "demo" else (
+            "ZSGNet's annotation CSVs (TheShadow29/zsgnet-pytorch, DATA_README)")
+        raise DatasetError(f"split {name}: annotation file not found: {csv_path} — get {where} and put it "
+                           f"there, or set data_root=")
+    out = GroundingSplit(name=name, family=family, csv_path=str(csv_path), source_files=[str(csv_path)])
+    types = None
+    if phrase_types:
+        from .flickr_entities import phrase_type_dict
+
+        sdir = Path(data_root) / (sentences_dir or "flickr30k_entities/Sentences")
+        types = phrase_type_dict(sdir)
+        out.source_files.append(str(sdir))
+    out.samples = list(_rows(csv_path, list(columns), data_root, image_template, on_error, limit, types,
+                             set(phrase_types or ()), out))
+    log.info("split %s: %d rows, %d images (%d invalid) from %s", name, len(out), out.n_images, out.n_errors, csv_path)
+    return out
+
+
+def _rows(csv_path: Path, cols: List[str], data_root, template, on_error, limit, types, keep_types, out):
+    img_col, box_col, phrase_col = cols
+    csv.field_size_limit(min(sys.maxsize, 1 << 31 - 1))
+    with open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # a BOM is accepted
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise DatasetError(f"{csv_path}: empty file (expected a header {','.join(cols)})")
+        missing = [c for c in cols if c not in header]
+        if missing:
+            raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {header}")
+        pos = [header.index(c) for c in cols]
+        n_taken = 0
+        for i, fields in enumerate(reader):
+            if not fields:
+                continue  # blank line
+            out.n_rows_in_csv += 1
+            if limit is not None and n_taken >= int(limit):
+                continue
+            where = f"{csv_path}, data row {i + 1} (line {reader.line_num})"
+            image_path, box, phrases = "", (0.0, 0.0, 0.0, 0.0), [""]
+            try:
+                if len(fields) != len(header):
+                    raise ValueError(f"has {len(fields)} fields, expected {len(header)} ({','.join(header)})")
+                long = [header[k] for k, v in enumerate(fields) if len(v) > MAX_FIELD]
+                if long:
+                    raise ValueError(f"field {long[0]!r} is longer than {MAX_FIELD} characters")
+                bad = [header[k] for k, v in enumerate(fields) if _has_undecodable(v)]
+                if bad:
+                    raise ValueError(f"field {bad[0]!r} is not valid UTF-8")
+                image_path = image_path_for(template, data_root, fields[pos[0]])
+                phrases = parse_queries(fields[pos[2]])
+                box = _box(fields[pos[1]])
+                if not phrases[0].strip():
+                    raise ValueError("phrase is empty")
+            except ValueError as e:
+                if on_error == "raise":
+                    raise DatasetError(f"{where}: {e}") from None
+                n_taken += 1
+                yield Sample(i, image_path, box, phrases[0] if phrases else "", phrases, i + 1, error=f"{where}: {e}")
+                continue
+            if types is not None:
+                t = types.get(phrases[0])
+                if t not in keep_types:
+                    out.dropped[f"phrase type not in {sorted(keep_types)}"] = out.dropped.get(
+                        f"phrase type not in {sorted(keep_types)}", 0) + 1
+                    continue  # Flickr-Other: phrases typed "other" (unknown phrases dropped, as the reference)
+            n_taken += 1
+            yield Sample(i, image_path, box, phrases[0], phrases, i + 1, phrase_type=(types or {}).get(phrases[0]))
+
+
+def _has_undecodable(s: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in s) if not s.isascii() else False
