@@ -1,10 +1,17 @@
-"""Tables: runs gathered into the paper's layout; our value, the paper's and the difference; blanks."""
+"""Tables: runs gathered into the paper's layout; our value, the paper's and the difference; blanks; the paper's
+values (grounding/paper_results.csv) checked against the paper's text; LaTeX escaping."""
 import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from grounding.evaluation.tables import build_tables, main as tables_main, write_tables
+from conftest import FIXTURES, ROOT
+from grounding.evaluation.tables import (PAPER_CSV, SPLITS, build_tables, latex_text, main as tables_main,
+                                         paper_results, write_tables)
 
 
 def _run(root, split, method, backbone, acc, n=100, upsample=None, overrides=None):
@@ -83,13 +90,6 @@ def test_missing_paper_values_are_said_not_invented(tmp_path):
 
 
 # ------------------------------------------------------------------ the paper's values (grounding/paper_results.csv)
-import re  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from conftest import FIXTURES, ROOT  # noqa: E402
-from grounding.evaluation.tables import PAPER_CSV, SPLITS, latex_text, paper_results  # noqa: E402
 
 
 def _paper_dir():
@@ -285,7 +285,8 @@ def _check_tex(tex: str):
 
 
 def test_latex_escapes_every_cell_and_header(tmp_path):
-    assert latex_text("a_b & 50% #1 ~^{}\\") == r"a\_b \& 50\% \#1 \textasciitilde{}\textasciicircum{}\{\}\textbackslash{}"
+    assert latex_text("a_b & 50% #1 ~^{}\\") == (r"a\_b \& 50\% \#1 \textasciitilde{}\textasciicircum{}"
+                                                r"\{\}\textbackslash{}")
     assert latex_text("2.3×10⁻³") == r"2.3$\times10^{-3}$"
     runs = tmp_path / "runs"
     _run(runs, "my_split#1", "a_b&c%d", "vit_l14", 0.5)
@@ -307,3 +308,13 @@ def test_latex_escapes_every_cell_and_header(tmp_path):
     r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
+
+
+def test_bad_paper_or_bench_file_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        tables_main(["-o", str(tmp_path / "o"), "--paper", str(tmp_path / "nope.csv")])
+    assert "nope.csv" in capsys.readouterr().err
+    bad = tmp_path / "bench.csv"
+    bad.write_text("name,seconds\nx,1\n")
+    with pytest.raises(ValueError, match="bench.csv: not a scripts/bench_box_search.py CSV"):
+        build_tables([], PAPER_CSV, bad)

@@ -236,9 +236,12 @@ def table_a1(paper: pd.DataFrame, bench_csv: Optional[Path]) -> Optional[Table]:
     have_bench = bench_csv is not None and Path(bench_csv).is_file()
     if have_bench:
         b = pd.read_csv(bench_csv)
+        if not {"method", "ms_mean"} <= set(b.columns):
+            raise ValueError(f"{bench_csv}: not a scripts/bench_box_search.py CSV (columns method,maps,size,ms_mean,"
+                             f"ms_std,device; found {','.join(b.columns)}); rerun `make bench` or pass --bench FILE")
         for r in b.to_dict("records"):
-            maps = f"{int(r['maps'])} maps" if "maps" in r else "maps"
-            size = f" of {int(r['size'])}×{int(r['size'])}" if "size" in r else ""
+            maps = f"{int(r['maps'])} maps" if pd.notna(r.get("maps")) else "maps"
+            size = f" of {int(r['size'])}×{int(r['size'])}" if pd.notna(r.get("size")) else ""
             std = r.get("ms_std")
             rows.append({"method": r["method"], "source": f"this harness ({maps}{size})",
                          "hardware": r.get("device", ""), "mean_s": r["ms_mean"] / 1000,
@@ -348,6 +351,8 @@ def main(argv=None) -> int:
     ap.add_argument("--paper", default=str(PAPER_CSV), help="the paper's values (default: the package's copy)")
     ap.add_argument("--bench", default=str(BENCH_CSV), help="CSV from scripts/bench_box_search.py (Table A1)")
     a = ap.parse_args(argv)
+    if not Path(a.paper).is_file():
+        ap.error(f"no paper-values file at {a.paper} (the package's is {PAPER_CSV})")
     tables = build_tables([p for p in a.runs if Path(p).exists()], Path(a.paper), Path(a.bench))
     written = write_tables(tables, Path(a.out))
     print((Path(a.out) / "tables.md").read_text())
