@@ -1,13 +1,23 @@
-"""Hydra config helpers: where conf/ lives, composing it outside @hydra.main, method params."""
+"""Hydra configuration: where conf/ lives, composing it, the paper-hyperparameter entries, and the run
+specification from which a run's directory and its identity both derive.
+
+Importing this module registers, in Hydra's ConfigStore, one ``hparams/<method>/<backbone>_<family>``
+entry per method YAML that names a ``paper_defaults`` table (grounding/methods/hparams.py), so the composed
+config holds the real numbers. Torch-free: it runs before any model is imported.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from .methods.hparams import PARAM_NAMES
+from .methods import hparams
+
+SPEC_VERSION = 1  # bump when the meaning of a run specification changes
 
 
 def conf_dir() -> Path:
@@ -19,6 +29,11 @@ def conf_dir() -> Path:
     return p
 
 
+def options(group: str) -> List[str]:
+    """The options of a config group in conf/ (e.g. ``split``: every split YAML)."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
 def compose(config_name: str = "config", overrides: Optional[List[str]] = None) -> DictConfig:
     from hydra import compose as _compose, initialize_config_dir
 
@@ -26,7 +41,78 @@ def compose(config_name: str = "config", overrides: Optional[List[str]] = None) 
         return _compose(config_name=config_name, overrides=list(overrides or []))
 
 
-def method_overrides(method_cfg: DictConfig) -> Dict[str, Any]:
-    """The hyperparameters a config sets explicitly (non-null); the rest stay the paper's."""
-    d = OmegaConf.to_container(method_cfg, resolve=True)
-    return {k: v for k, v in d.items() if k in PARAM_NAMES and v is not None}
+# ------------------------------------------------------------------------- paper hyperparameters
+def register_hparams() -> None:
+    """Store ``hparams/<method>/<backbone>_<family>`` for every method YAML with a ``paper_defaults`` table."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for method in options("method"):
+        table = OmegaConf.load(conf_dir() / "method" / f"{method}.yaml").get("paper_defaults")
+        if not table:
+            continue
+        for backbone in options("backbone"):
+            for family in hparams.FAMILIES:
+                try:
+                    values = hparams.paper_hparams(backbone, table, family)
+                except ValueError:
+                    continue  # e.g. denseclip on a ViT: no entry, so composing says nothing is filled
+                cs.store(group=f"hparams/{method}", name=f"{backbone}_{family}", node=values, package="method")
+
+
+# ------------------------------------------------------------------------------ run specification
+def _plain(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def run_spec(cfg: DictConfig) -> Dict[str, Any]:
+    """Everything in the config that can change a prediction, resolved: the method and its
+    hyperparameters, the backbone, the split and its loader (files, columns, image template), the data
+    root, ``limit``, ``shard``, precision and device type. Not workers, cache, progress or on_error."""
+    method = {k: v for k, v in _plain(cfg.method).items() if v is not None and k not in ("paper_defaults",)}
+    if cfg.get("variant") and "variant" in method:
+        method["variant"] = cfg.variant
+    backbone = {k: v for k, v in _plain(cfg.backbone).items() if k != "cache_dir"}
+    split = {k: v for k, v in _plain(cfg.split).items() if k not in ("table", "order")}
+    return {
+        "spec_version": SPEC_VERSION,
+        "method": method,
+        "backbone": backbone,
+        "family": cfg.family.name,
+        "split": split,
+        "data_root": os.path.abspath(str(cfg.data_root)),
+        "limit": cfg.get("limit"),
+        "shard": cfg.get("shard"),
+        "precision": str(cfg.get("precision", "auto")),
+        "device_type": str(cfg.get("device", "cpu")).split(":")[0],
+    }
+
+
+def spec_digest(spec: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_dir_name(cfg: DictConfig) -> str:
+    """``<split>/<method>/<backbone>/<what differs>-<digest of the run spec>``: two runs share a
+    directory only if their specifications are equal (and then the identity check in run.json holds)."""
+    spec = run_spec(cfg)
+    overrides = []
+    try:
+        overrides = [o for o in cfg.hydra.overrides.task
+                     if o.split("=", 1)[0].lstrip("+~").startswith(("method.", "limit", "shard", "variant",
+                                                                    "precision", "family"))]
+    except Exception:  # composed without Hydra's runtime node (tests, API)
+        pass
+    label = ",".join(sorted(overrides)).replace("/", "_") or "paper"
+    if len(label) > 80:
+        label = label[:80]
+    return f"{cfg.split.name}/{cfg.method.name}/{cfg.backbone.key}/{label}-{spec_digest(spec)}"
+
+
+def _resolve_run_dir_name(*, _root_) -> str:
+    return run_dir_name(_root_)
+
+
+if not OmegaConf.has_resolver("run_dir_name"):
+    OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
+register_hparams()

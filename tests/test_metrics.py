@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from grounding.evaluation.metrics import GroundingEvaluator, box_iou, default_iou_threshold, pointing_hit
+from grounding.evaluation.evaluator import GroundingEvaluator, box_iou, pointing_hit
 
 
 def _boxes(rng, n):
@@ -59,6 +59,11 @@ def test_pointing_hit_maps_cells_to_pixels():
     assert not pointing_hit(m, [0, 0, 100, 100], (200, 200))
 
 
-def test_default_thresholds():
-    assert default_iou_threshold("flickr_s1") == 0.5 and default_iou_threshold("vg_s0") == 0.3
-    assert default_iou_threshold("demo") == 0.5
+def test_greater_or_equal_comparison_counts_the_threshold():
+    ev = GroundingEvaluator(0.5, ">=")
+    m = ev.summarize([{"index": 0, "gt_box": [0, 0, 10, 10], "pred_box": [0, 0, 10, 5]}])
+    assert m["accuracy"] == 1.0 and m["iou_compare"] == ">="
+    with pytest.raises(ValueError, match="iou_threshold"):
+        GroundingEvaluator(1.5)
+    with pytest.raises(ValueError, match="iou_compare"):
+        GroundingEvaluator(0.5, "=>")

@@ -5,9 +5,10 @@ import torch
 
 import clip
 from clip.model import build_model
-from grounding.evaluation.metrics import box_iou
+from grounding.evaluation.evaluator import box_iou
 from grounding.api import Localizer
-from grounding.models.toy import BACKGROUND, PALETTE, make_scenes, toy_clip
+from grounding.data.demo import BACKGROUND, PALETTE, make_scenes
+from grounding.models.toy import toy_clip
 
 
 @pytest.fixture(scope="module")

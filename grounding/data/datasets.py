@@ -1,26 +1,17 @@
-"""Datasets: ZSGNet's zero-shot grounding splits (Flickr30k S0/S1/All/Other, Visual Genome S0/S1).
+"""What every loader returns: :class:`Sample` rows in a :class:`GroundingSplit`, the shared parsers of
+boxes and phrases, and :class:`DatasetError` (messages name the file and row).
 
-CSV layout under ``data_root`` (as ZSGNet distributes it)::
-
-    ds_csv_ann/{flickr30k,flickr30k_c0,flickr30k_c1}/csv_dir/{val,test}.csv      img_id,bbox,query
-    ds_csv_ann/vg_split/csv_dir/{val_balanced,test_balanced_c2,test_balanced_c3}.csv   image_fpath,bbox,phrase
-    ds_csv_ann/demo/csv_dir/test.csv                                            (bundled demo, Flickr layout)
-
-Rows are validated on load; an invalid row is an error naming the CSV file and its 1-based data
-row, or (``on_error="skip"``) a kept row carrying ``error`` that the runner records as a miss.
+Loaders, one per annotation format: :mod:`grounding.data.zsg` (ZSGNet's CSVs and the demo),
+:mod:`grounding.data.refcoco` (RefCOCO family), :mod:`grounding.data.flickr_entities` (raw Flickr30k
+Entities). Which split uses which is said by the split registry (:mod:`grounding.data.splits`).
 """
 from __future__ import annotations
 
 import ast
-import csv
 import logging
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
-
-from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -29,30 +20,6 @@ class DatasetError(ValueError):
     """A split cannot be read; the message names the file (and row) and what is wrong."""
 
 
-@dataclass(frozen=True)
-class SplitSpec:
-    family: str  # flickr | vg | demo
-    csv: str  # path under data_root
-    phrase_types: Tuple[str, ...] = ()
-
-
-SPLITS: Dict[str, SplitSpec] = {
-    "flickr_all": SplitSpec("flickr", "ds_csv_ann/flickr30k/csv_dir/test.csv"),
-    "flickr_other": SplitSpec("flickr", "ds_csv_ann/flickr30k/csv_dir/test.csv", ("other",)),
-    "flickr_s0": SplitSpec("flickr", "ds_csv_ann/flickr30k_c0/csv_dir/test.csv"),
-    "flickr_s1": SplitSpec("flickr", "ds_csv_ann/flickr30k_c1/csv_dir/test.csv"),
-    "flickr_val": SplitSpec("flickr", "ds_csv_ann/flickr30k/csv_dir/val.csv"),
-    "flickr_s0_val": SplitSpec("flickr", "ds_csv_ann/flickr30k_c0/csv_dir/val.csv"),
-    "flickr_s1_val": SplitSpec("flickr", "ds_csv_ann/flickr30k_c1/csv_dir/val.csv"),
-    "vg_s0": SplitSpec("vg", "ds_csv_ann/vg_split/csv_dir/test_balanced_c2.csv"),
-    "vg_s1": SplitSpec("vg", "ds_csv_ann/vg_split/csv_dir/test_balanced_c3.csv"),
-    "vg_val": SplitSpec("vg", "ds_csv_ann/vg_split/csv_dir/val_balanced.csv"),
-    "demo": SplitSpec("demo", "ds_csv_ann/demo/csv_dir/test.csv"),
-}
-IMAGE_TEMPLATES = {"flickr": "{data_root}/flickr30k-images/{img_id}.jpg", "vg": "{data_root}/vg/{image_fpath}",
-                   "demo": "{data_root}/demo-images/{img_id}.png"}
-COLUMNS = {"flickr": ("img_id", "bbox", "query"), "demo": ("img_id", "bbox", "query"),
-           "vg": ("image_fpath", "bbox", "phrase")}
 BORDER_TOLERANCE = 1.0  # px: Flickr30k Entities boxes are 1-based inclusive, so x2 may equal the width
 
 
@@ -122,92 +89,14 @@ def parse_queries(text: str) -> List[str]:
     return [q]
 
 
-def _resolve_image(template: str, data_root: str, row: Dict[str, str], family: str) -> str:
-    root = os.path.abspath(data_root)
-    if family == "vg":
-        rel = row["image_fpath"].strip()
-        path = template.format(data_root=root, image_fpath=rel)
-    else:
-        img_id = row["img_id"].strip()
-        if img_id.endswith((".jpg", ".png")) and template.endswith(os.path.splitext(img_id)[1]):
-            img_id = os.path.splitext(img_id)[0]
-        path = template.format(data_root=root, img_id=img_id)
-    real = os.path.realpath(path)
-    base = os.path.realpath(root)
-    if os.path.commonpath([real, base]) != base:
-        raise ValueError(f"image path {path!r} escapes the data root {root!r}")
-    return path
-
-
-def load_split(name: str, data_root="data", *, image_template: Optional[str] = None,
-               sentences_dir: Optional[str] = None, limit: Optional[int] = None, validate_images: bool = True,
-               on_error: str = "raise") -> GroundingSplit:
-    """Read and validate a split. ``limit`` keeps the first N evaluated rows."""
-    if name not in SPLITS:
-        raise DatasetError(f"unknown split {name!r}; known: {', '.join(SPLITS)}")
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    spec = SPLITS[name]
-    csv_path = Path(data_root) / spec.csv
-    if not csv_path.is_file():
-        extra = (" (ZSGNet's annotation CSVs are distributed by the ZSGNet authors; see "
-                 "TheShadow29/zsgnet-pytorch DATA_README)" if spec.family != "demo" else "")
-        raise DatasetError(f"split {name}: annotation file not found: {csv_path}{extra}")
-    template = image_template or IMAGE_TEMPLATES[spec.family]
-    types = None
-    if spec.phrase_types:
-        sdir = Path(sentences_dir) if sentences_dir else Path(data_root) / "flickr30k_entities" / "Sentences"
-        from grounding.data.flickr_entities import phrase_type_dict
-
-        types = phrase_type_dict(sdir)
-    cols = COLUMNS[spec.family]
-    out = GroundingSplit(name=name, family=spec.family, csv_path=str(csv_path))
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in cols if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {reader.fieldnames}")
-        for i, row in enumerate(reader):
-            out.n_rows_in_csv += 1
-            if limit is not None and len(out.samples) >= int(limit):
-                continue
-            sample = _make_sample(i, row, spec, data_root, template, csv_path, validate_images, on_error, cols)
-            if sample is None:
-                continue
-            if types is not None and types.get(sample.phrase) not in spec.phrase_types:
-                continue  # Flickr-Other: phrases typed "other" (unknown phrases dropped, as the reference)
-            out.samples.append(sample)
-    log.info("split %s: %d rows, %d images (%d invalid) from %s", name, len(out), out.n_images, out.n_errors, csv_path)
-    return out
-
-
-def _make_sample(i, row, spec, data_root, template, csv_path, validate_images, on_error, cols) -> Optional[Sample]:
-    where = f"{csv_path}, data row {i + 1}"
-    image_path, box, phrases = "", (0.0, 0.0, 0.0, 0.0), [""]
-    try:
-        image_path = _resolve_image(template, data_root, row, spec.family)
-        phrases = parse_queries(row[cols[2]])
-        box = parse_bbox(row["bbox"])
-        if not phrases[0].strip():
-            raise ValueError("phrase is empty")
-        if validate_images:
-            if not os.path.isfile(image_path):
-                raise ValueError(f"image not found: {image_path}")
-            with Image.open(image_path) as im:  # header only
-                w, h = im.size
-            x1, y1, x2, y2 = box
-            t = BORDER_TOLERANCE
-            if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
-                raise ValueError(f"bbox {list(box)} lies outside the {w}x{h} image")
-    except ValueError as e:
-        if on_error == "raise":
-            raise DatasetError(f"{where}: {e}") from None
-        return Sample(i, image_path, box, phrases[0] if phrases else "", phrases, i + 1, error=f"{where}: {e}")
-    except OSError as e:  # unreadable image header
-        if on_error == "raise":
-            raise DatasetError(f"{where}: cannot read image {image_path}: {e}") from None
-        return Sample(i, image_path, box, phrases[0], phrases, i + 1, error=f"{where}: {e}")
-    return Sample(i, image_path, box, phrases[0], phrases, i + 1)
+def check_box_in_image(box, image_size) -> None:
+    """A ground-truth box must lie inside its image (within 1 px: Flickr30k Entities boxes are 1-based
+    inclusive). Checked when the row is evaluated, once the image header is read."""
+    x1, y1, x2, y2 = box
+    w, h = image_size
+    t = BORDER_TOLERANCE
+    if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
+        raise ValueError(f"bbox {list(box)} lies outside the {w}x{h} image")
 
 
 # ------------------------------------------------------------------------ Flickr30k Entities

@@ -1,14 +1,15 @@
-"""Evaluation runner: stream a split, reuse per-image work, write predictions as they are made, resume.
+"""Evaluation runner: loop over a split, reuse per-image work, write predictions as they are made, resume.
 
 Layout of a run directory::
 
-    run.json            what the predictions depend on (checked on restart)
-    predictions.jsonl   one JSON object per evaluated row, appended as rows finish
-    metrics.json        Acc@IoU and friends, written atomically at the end
+    run.json            the run's identity: everything its predictions depend on (checked on restart)
+    predictions.jsonl   one JSON object per row (the evaluator's record), appended as rows finish
+    metrics.json        the evaluator's summary of the whole predictions file, written atomically
     figures/            Fig. 4-style pictures for the first ``viz`` rows
+    .lock               held (an OS lock, gone with its process) while a run writes here
 
-Restarting on the same directory skips rows already in ``predictions.jsonl`` (a torn last line,
-from a killed process, is detected and redone).
+Restarting on the same directory keeps the rows already in ``predictions.jsonl`` (a torn last line,
+from a killed process, is redone) and evaluates again the rows recorded as skipped.
 """
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .metrics import GroundingEvaluator, box_iou, pointing_hit
+from .evaluator import GroundingEvaluator
 
 log = logging.getLogger(__name__)
-IDENTITY_KEYS_IN_METRICS = ("split", "method", "backbone", "backbone_key", "overrides")
+PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
 
-PRED_FILE, METRICS_FILE, RUN_FILE = "predictions.jsonl", "metrics.json", "run.json"
+
+class RunError(RuntimeError):
+    """A run directory cannot be used as asked (another writer, another configuration, a corrupt file)."""
 
 
 # ---------------------------------------------------------------------------------------- files
@@ -60,7 +63,8 @@ def read_predictions(path: Path, repair: bool = False) -> List[Dict[str, Any]]:
                 rows.append(json.loads(line))
         except json.JSONDecodeError:
             if data.find(b"\n", nl + 1) >= 0:  # a bad line in the middle is corruption, not a torn end
-                raise ValueError(f"{path}: line {len(rows) + 1} is not valid JSON; refusing to resume")
+                raise RunError(f"{path}: line {len(rows) + 1} is not valid JSON; refusing to resume (move the file "
+                               f"away, or fix that line)")
             break
         good_end = pos = nl + 1
     if good_end < len(data):
@@ -91,18 +95,92 @@ class PredictionWriter:
         self.f.close()
 
 
+# ----------------------------------------------------------------------------------------- guards
+class RunLock:
+    """Exclusive, non-blocking OS lock on ``run_dir/.lock`` held for a whole run; a second process on the
+    same directory fails at once. The lock dies with its process, so a killed run never blocks a resume."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK_FILE
+        self.f = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.f = open(self.path, "a+")
+        try:
+            fcntl.flock(self.f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.f.close()
+            raise RunError(f"{self.path.parent} is in use by another running evaluation; wait for it or use "
+                           f"another run directory (hydra.run.dir=...)") from None
+        self.f.seek(0)
+        self.f.truncate()
+        self.f.write(f"{os.getpid()}\n")
+        self.f.flush()
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.f.fileno(), fcntl.LOCK_UN)
+        self.f.close()
+
+
+def identity_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str = "") -> List[str]:
+    """Human-readable differences between two identities (nested keys joined by dots)."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += identity_differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {json.dumps(a, default=str)[:80]} -> {json.dumps(b, default=str)[:80]}")
+    return out
+
+
+def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
+    p = Path(run_dir) / RUN_FILE
+    if not p.exists():
+        return None
+    try:
+        d = json.loads(p.read_text())
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        return d
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{p} is corrupt ({e}); move the run directory away or delete run.json to start over") from None
+
+
+def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
+    """Refuse to mix predictions of different configurations in one run directory."""
+    old = read_identity(run_dir)
+    if old is None:
+        atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+        return
+    diff = identity_differences(old, json.loads(json.dumps(identity, default=str)))
+    if diff:
+        raise RunError(f"{run_dir} holds predictions of another configuration; differing: " + "; ".join(diff)
+                       + ". Use another run directory (hydra.run.dir=...) or delete this one.")
+
+
 # --------------------------------------------------------------------------------------- runner
 def select_shard(samples: Sequence, shard: Optional[str]) -> List:
     """``shard="i/n"``: rows whose position p in the split has p % n == i (disjoint, covering)."""
     if not shard:
         return list(samples)
+    i, n = parse_shard(shard)
+    return [s for p, s in enumerate(samples) if p % n == i]
+
+
+def parse_shard(shard: str):
     try:
         i, n = (int(v) for v in str(shard).split("/"))
     except ValueError:
-        raise ValueError(f"shard must look like 'i/n' (e.g. 0/4), got {shard!r}")
+        raise ValueError(f"shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
     if not (n >= 1 and 0 <= i < n):
         raise ValueError(f"shard {shard!r}: need 0 <= i < n")
-    return [s for p, s in enumerate(samples) if p % n == i]
+    return i, n
 
 
 def group_by_image(samples: Iterable) -> "OrderedDict[str, list]":
@@ -110,47 +188,6 @@ def group_by_image(samples: Iterable) -> "OrderedDict[str, list]":
     for s in samples:
         groups.setdefault(s.image_path, []).append(s)
     return groups
-
-
-def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
-    """Refuse to mix predictions of different configurations in one run directory."""
-    p = run_dir / RUN_FILE
-    if p.exists():
-        old = json.loads(p.read_text())
-        diff = {k: (old.get(k), identity.get(k)) for k in set(old) | set(identity) if old.get(k) != identity.get(k)}
-        if diff:
-            raise RuntimeError(f"{run_dir} holds predictions of another configuration; differing: {diff}. "
-                               f"Use another run directory (hydra.run.dir=...) or delete it.")
-    else:
-        atomic_write_text(p, json.dumps(identity, indent=1, sort_keys=True))
-
-
-def summarise(rows: List[Dict[str, Any]], identity: Dict[str, Any]) -> Dict[str, Any]:
-    """metrics.json content for prediction rows (in row order) of a run with this ``identity``."""
-    ev = GroundingEvaluator(iou_threshold=identity["iou_threshold"])
-    ev.process(rows)
-    metrics = ev.evaluate()
-    metrics.update({k: identity[k] for k in IDENTITY_KEYS_IN_METRICS if k in identity})
-    metrics["params"] = identity.get("params", {})
-    return metrics
-
-
-def _row_record(sample, pred_box, score_map, image_size, extra=None) -> Dict[str, Any]:
-    gt = [float(v) for v in sample.gt_box]
-    iou = float(box_iou(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
-    rec = {"index": int(sample.index), "image": str(sample.image_path), "phrase": sample.phrase,
-           "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou}
-    if len(getattr(sample, "phrases", []) or []) > 1:
-        rec["phrases"] = list(sample.phrases)
-    rec["pointing"] = None if score_map is None else bool(pointing_hit(score_map, gt, image_size))
-    rec.update(extra or {})
-    return rec
-
-
-def _skip_record(sample, error: str) -> Dict[str, Any]:
-    return {"index": int(sample.index), "image": str(sample.image_path), "phrase": getattr(sample, "phrase", None),
-            "gt_box": list(getattr(sample, "gt_box", []) or []), "pred_box": None, "iou": 0.0, "hit": False,
-            "pointing": None, "skipped": True, "error": error}
 
 
 class _Preloader:
@@ -187,21 +224,48 @@ def prepared_images(method, paths: List[str], workers: int = 0):
             yield path, e
 
 
-def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], iou_threshold: float,
-              on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0) -> Dict[str, Any]:
-    """Evaluate ``method`` (an object with ``prepare(image)`` and ``localize_prepared(prep, phrase)``)
-    on ``samples``; returns the metrics dict (also written to ``metrics.json``)."""
-    from tqdm import tqdm
+def _check_image_path(path: str, data_root: Optional[str]) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    if not os.path.isfile(path):
+        raise IsADirectoryError(f"image path is not a file: {path}")
+    if data_root:
+        real, base = os.path.realpath(path), os.path.realpath(data_root)
+        if os.path.commonpath([real, base]) != base:
+            raise ValueError(f"image {path} resolves to {real}, outside the data root {base}")
 
-    from ..data.images import load_image
 
+def _where(s) -> str:
+    return f"row {s.index} (annotation row {getattr(s, 'csv_row', '?')})"
+
+
+def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
+              on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
+              data_root: Optional[str] = None) -> Dict[str, Any]:
+    """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
+    returns the metrics dict (also written to ``metrics.json``)."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_run_identity(run_dir, identity)
+    with RunLock(run_dir):
+        check_run_identity(run_dir, identity)
+        return _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root)
+
+
+def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root):
+    from tqdm import tqdm
+
+    from ..data.datasets import check_box_in_image
+    from ..data.images import load_image
+
     pred_path = run_dir / PRED_FILE
-    done = {r["index"] for r in read_predictions(pred_path, repair=True)}
+    old = read_predictions(pred_path, repair=True)
+    kept = [r for r in old if not r.get("skipped")]
+    if len(kept) < len(old):  # rows skipped last time are evaluated again
+        log.info("%s: retrying %d rows recorded as skipped", run_dir, len(old) - len(kept))
+        atomic_write_text(pred_path, "".join(json.dumps(r) + "\n" for r in kept))
+    done = {r["index"] for r in kept}
     todo = [s for s in samples if s.index not in done]
     viz_rows = {s.index for s in list(samples)[:max(0, int(viz))]}
     if done:
@@ -210,50 +274,59 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     writer = PredictionWriter(pred_path)
     timed_rows, timed_seconds, first_image = 0, 0.0, True
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="row", disable=not progress,
-               dynamic_ncols=True, desc=identity.get("split", "eval"))
+               dynamic_ncols=True, desc=identity.get("split", {}).get("name", "eval")
+               if isinstance(identity.get("split"), dict) else "eval")
+
+    def fail(s, msg, exc=None):
+        if on_error == "raise":
+            raise RunError(f"{_where(s)}: {msg}") from exc
+        writer.write(evaluator.skip_record(s, f"{_where(s)}: {msg}"))
+        bar.update(1)
+
     try:
         groups = group_by_image(todo)
-        good = {p: [s for s in rows if not getattr(s, "error", None)] for p, rows in groups.items()}
+        good = {}
         for image_path, rows in groups.items():  # rows the loader already flagged (on_error=skip)
+            good[image_path] = [s for s in rows if not getattr(s, "error", None)]
             for s in rows:
                 if getattr(s, "error", None):
-                    writer.write(_skip_record(s, s.error))
+                    writer.write(evaluator.skip_record(s, s.error))
                     bar.update(1)
-        paths = [p for p, rows in good.items() if rows]
+        paths = []
+        for p, rows in good.items():
+            if not rows:
+                continue
+            try:
+                _check_image_path(p, data_root)
+                paths.append(p)
+            except (OSError, ValueError) as e:
+                for s in rows:
+                    fail(s, f"{type(e).__name__}: {e}", e)
         t0 = time.perf_counter()
         for image_path, prepared in prepared_images(method, paths, workers):
             rows = good[image_path]
             try:
                 if isinstance(prepared, Exception):
                     raise prepared
-                w, h = prepared.image_size
-            except Exception as e:  # missing or unreadable image
-                msg = f"{image_path}: {type(e).__name__}: {e}"
-                if on_error == "raise":
-                    raise RuntimeError(f"row {rows[0].index} (CSV row {getattr(rows[0], 'csv_row', '?')}): {msg}") from e
+                image_size = prepared.image_size
+            except Exception as e:  # unreadable image, decompression bomb, ...
                 for s in rows:
-                    writer.write(_skip_record(s, msg))
-                    bar.update(1)
+                    fail(s, f"image {image_path}: {type(e).__name__}: {e}", e)
                 continue
             for s in rows:
                 try:
+                    check_box_in_image(s.gt_box, image_size)
                     out = method.localize_prepared(prepared, s.phrase)
                 except Exception as e:
-                    msg = f"{type(e).__name__}: {e}"
-                    if on_error == "raise":
-                        raise RuntimeError(f"row {s.index} (CSV row {getattr(s, 'csv_row', '?')}, image "
-                                           f"{image_path}, phrase {s.phrase!r}): {msg}") from e
-                    writer.write(_skip_record(s, msg))
-                    bar.update(1)
+                    fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
                     continue
-                rec = _row_record(s, out.box, out.score_map, (w, h))
-                rec["hit"] = bool(rec["iou"] > iou_threshold)
+                rec = evaluator.record(s, out.box, out.score_map, image_size)
                 writer.write(rec)
                 if s.index in viz_rows:
                     from .viz import save_figure
 
-                    save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map, out.box,
-                                s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
+                    save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
+                                out.box, s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
                 bar.update(1)
             now = time.perf_counter()
             if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
@@ -267,16 +340,40 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
         bar.close()
 
     preds = {r["index"]: r for r in read_predictions(pred_path)}
+    wanted = [s.index for s in samples]
+    extra = sorted(set(preds) - set(wanted))
+    if extra:
+        raise RunError(f"{pred_path} holds {len(extra)} rows that are not part of this run (e.g. {extra[:5]}); "
+                       f"the directory was written by another configuration")
     # canonical order (by row index): a resumed, sharded-and-merged or uninterrupted run gives the same file
     atomic_write_text(pred_path, "".join(json.dumps(preds[i]) + "\n" for i in sorted(preds)))
-    wanted = [s.index for s in samples]
     missing = [i for i in wanted if i not in preds]
     if missing:
-        raise RuntimeError(f"{len(missing)} rows have no prediction after the run (e.g. {missing[:5]})")
-    metrics = summarise([preds[i] for i in wanted], dict(identity, iou_threshold=iou_threshold))
+        raise RunError(f"{len(missing)} rows have no prediction after the run (e.g. {missing[:5]})")
+    metrics = summarise_run(run_dir, identity)
     metrics["timing"] = {"rows_timed": timed_rows, "seconds": round(timed_seconds, 3),
                          "rows_per_second": round(timed_rows / timed_seconds, 4) if timed_seconds > 0 else None,
                          "device": identity.get("device"), "note": "first image excluded (warm-up); "
                          "rows computed in this invocation only"}
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
+
+
+def evaluator_for(identity: Dict[str, Any]) -> GroundingEvaluator:
+    split = identity.get("split") or {}
+    return GroundingEvaluator(split.get("iou_threshold", 0.5), split.get("iou_compare", ">"))
+
+
+def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
+    """metrics.json of a run directory: a pure function of its predictions file and its identity."""
+    rows = read_predictions(Path(run_dir) / PRED_FILE)
+    rows.sort(key=lambda r: r["index"])
+    split = identity.get("split") or {}
+    method = identity.get("method") or {}
+    return evaluator_for(identity).summarize(rows, {
+        "split": split.get("name"), "method": method.get("name"),
+        "backbone": (identity.get("backbone") or {}).get("name"),
+        "backbone_key": (identity.get("backbone") or {}).get("key"),
+        "family": identity.get("family"), "params": identity.get("method_params", {}),
+        "overrides": identity.get("overrides", {}), "shard": identity.get("shard"), "limit": identity.get("limit"),
+    })

@@ -13,34 +13,18 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
-import clip  # noqa: E402  (OpenAI's package; imports pkg_resources, hence setuptools<82)
 from clip.model import CLIP, build_model, convert_weights
 
 from ..data.images import CLIP_MEAN, CLIP_STD
 
-# OpenAI CLIP names → file name in the clip cache (the basename of the official URL).
-OPENAI_MODELS: Dict[str, str] = {name: url.rsplit("/", 1)[-1] for name, url in clip.clip._MODELS.items()}
-CACHE_ENV = "GROUNDING_CLIP_CACHE"
+from .names import OPENAI_FILES, BackboneError, canonical_name, default_cache_dir  # noqa: F401 (re-exported)
+from .names import resolve_checkpoint as _resolve_checkpoint
 
-
-def config_key(openai_name: str) -> str:
-    """OpenAI model name → this harness's config key: ``ViT-B/16`` → ``vit_b16``, ``ViT-L/14@336px`` →
-    ``vit_l14_336``, ``RN50x4`` → ``rn50x4``."""
-    return openai_name.lower().replace("-", "_").replace("/", "").replace("@336px", "_336")
-
-
-KEY_TO_OPENAI: Dict[str, str] = {config_key(n): n for n in OPENAI_MODELS}
-
-
-def canonical_name(name: str) -> str:
-    """Accept OpenAI names and config keys alike: ``vit_b16`` and ``ViT-B/16`` both give ``ViT-B/16``."""
-    return KEY_TO_OPENAI.get(str(name), KEY_TO_OPENAI.get(str(name).lower(), str(name)))
-
+OPENAI_MODELS = OPENAI_FILES
 _REGISTRY: Dict[str, Callable[[], "CLIP"]] = {}
 
 
@@ -67,40 +51,10 @@ def available_backbones():
     return list(OPENAI_MODELS) + registered_backbones()
 
 
-def default_cache_dir(cache_dir: Optional[Union[str, os.PathLike]] = None) -> Path:
-    """Argument > $GROUNDING_CLIP_CACHE > ~/.cache/clip (where OpenAI's package stores weights)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path("~/.cache/clip").expanduser()
-
-
-class BackboneError(RuntimeError):
-    """A backbone could not be found or read; the message says which file and why."""
-
-
 def resolve_checkpoint(name: str, cache_dir=None) -> Path:
     """Map a model name or path to an existing checkpoint file, or raise :class:`BackboneError`."""
-    if name in OPENAI_MODELS:
-        path = default_cache_dir(cache_dir) / OPENAI_MODELS[name]
-        if not path.is_file():
-            raise BackboneError(
-                f"CLIP weights for {name!r} not found at {path}. This harness never downloads weights. "
-                f"Obtain the file on a machine with internet access with "
-                f"`python -c \"import clip; clip.load('{name}', device='cpu')\"` (it saves to "
-                f"~/.cache/clip/{OPENAI_MODELS[name]}) or from {clip.clip._MODELS[name]}, then copy it to "
-                f"{path}, or point ${CACHE_ENV} / backbone.cache_dir at the folder holding it."
-            )
-        return path
-    path = Path(str(name)).expanduser()
-    if path.is_file():
-        return path
-    raise BackboneError(
-        f"Backbone {name!r} is neither a known model name ({', '.join(available_backbones())}) "
-        f"nor an existing checkpoint file."
-    )
+    _builtin_registrations()
+    return _resolve_checkpoint(name, cache_dir, registered=sorted(_REGISTRY))
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -148,24 +102,25 @@ def resolve_precision(precision: str, device: Union[str, torch.device]) -> torch
     return table[p]
 
 
-@dataclass
 class Backbone:
     """The backbone adapter: a loaded CLIP and everything a method needs to know about it.
 
     Methods use ``visual`` (the image tower), ``encode_text`` / ``encode_image``, ``kind``
     (``vit`` | ``resnet``), ``key`` (the paper-hyperparameter family: vit_b16, rn50x4, …),
     ``input_size``, ``mean`` / ``std`` and ``dtype`` — never the model library's classes.
+    (A plain class, not a dataclass: Hydra's ``instantiate`` would turn a dataclass argument into a config.)
     """
 
-    name: str
-    model: Any
-    device: torch.device
-    dtype: torch.dtype
-    source: Optional[str] = None  # checkpoint path, if loaded from a file
-    library: str = "openai"
-    mean: Tuple[float, ...] = CLIP_MEAN
-    std: Tuple[float, ...] = CLIP_STD
-    tokenizer: Optional[Callable] = None  # phrase -> (1, context) token tensor; None: OpenAI's BPE
+    def __init__(self, name: str, model: Any, device, dtype: torch.dtype, source: Optional[str] = None,
+                 library: str = "openai", mean: Tuple[float, ...] = CLIP_MEAN, std: Tuple[float, ...] = CLIP_STD,
+                 tokenizer: Optional[Callable] = None):
+        self.name, self.model, self.device, self.dtype = name, model, torch.device(device), dtype
+        self.source = source  # checkpoint path, if loaded from a file
+        self.library, self.mean, self.std = library, tuple(mean), tuple(std)
+        self.tokenizer = tokenizer  # phrase -> (1, context) token tensor; None: OpenAI's BPE
+
+    def __repr__(self):
+        return f"Backbone({self.name!r}, {self.library}, {self.kind}, {self.dtype}, {self.device})"
 
     @property
     def visual(self):

@@ -1,0 +1,48 @@
+"""Short errors for the command line: the harness's own errors become one or two lines on stderr and exit
+code 2; ``HYDRA_FULL_ERROR=1`` or ``--debug`` shows the traceback instead."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Tuple, Type
+
+EXIT_USAGE = 2
+
+
+def user_errors() -> Tuple[Type[BaseException], ...]:
+    """Exceptions that describe a mistake in the input (message names the file/key and the fix)."""
+    from ..data.datasets import DatasetError
+    from ..methods.base import ConfigError
+    from ..models.names import BackboneError
+
+    errs = [ConfigError, DatasetError, BackboneError, FileNotFoundError, IsADirectoryError, PermissionError]
+    try:
+        from ..evaluation.runner import RunError
+
+        errs.append(RunError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errs)
+
+
+def debug_requested(argv=None) -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or "--debug" in (argv or [])
+
+
+def fail(message: str, hint: str = "") -> int:
+    """Print ``error: message`` (and a hint) on stderr; return the usage exit code."""
+    first = " ".join(str(message).split())
+    print(f"error: {first}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def guarded(fn: Callable[[], int], argv=None) -> int:
+    """Run ``fn``; turn the harness's errors into :func:`fail` unless debugging was asked for."""
+    try:
+        return fn()
+    except user_errors() as e:
+        if debug_requested(argv):
+            raise
+        return fail(str(e))

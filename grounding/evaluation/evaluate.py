@@ -1,0 +1,166 @@
+"""One evaluation from a composed config: validate it (before any model loads), load the split, build
+the backbone and the method, derive the run's identity, run, return metrics.
+
+The identity (run.json) is the run specification (:func:`grounding.config.run_spec`, the same node the
+run directory's name derives from) plus what can only be known by reading files: the resolved method
+hyperparameters, the backbone file, the annotation files' content hashes and the split's row count.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import run_spec
+from ..methods.base import ConfigError
+
+log = logging.getLogger("grounding.eval")
+NON_PARAMS = ("_target_", "name", "paper_defaults")
+
+
+def method_params(cfg: DictConfig) -> Dict[str, Any]:
+    d = OmegaConf.to_container(cfg.method, resolve=True)
+    if cfg.get("variant") is not None and "variant" in d:
+        d["variant"] = cfg.variant
+    return {k: v for k, v in d.items() if k not in NON_PARAMS}
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Cheap checks with one-line messages, before torch is imported or a model loads: values of the
+    run options, the split's comparison, every method hyperparameter (types, ranges, unknown keys)."""
+    limit = cfg.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit={limit!r}: expected an integer >= 1 (or leave it unset for the whole split)")
+    if cfg.get("on_error") not in ("raise", "skip"):
+        raise ConfigError(f"on_error={cfg.get('on_error')!r}: expected raise or skip")
+    if cfg.get("shard"):
+        from .runner import parse_shard
+
+        try:
+            parse_shard(cfg.shard)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    thr = cfg.split.get("iou_threshold")
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not (0 < thr < 1) or not math.isfinite(thr):
+        raise ConfigError(f"split.iou_threshold={thr!r}: expected a number in (0, 1)")
+    if cfg.split.get("iou_compare", ">") not in (">", ">="):
+        raise ConfigError(f"split.iou_compare={cfg.split.get('iou_compare')!r}: expected '>' or '>='")
+    workers = cfg.get("workers", 0) or 0
+    if not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers={workers!r}: expected an integer >= 0")
+    if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
+                                                         "bfloat16"):
+        raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
+    validate_method_config(cfg)
+
+
+def validate_method_config(cfg: DictConfig) -> None:
+    from hydra.utils import get_object
+
+    target = cfg.method.get("_target_")
+    if not target:
+        raise ConfigError(f"method {cfg.method.get('name')!r} has no _target_ in its YAML")
+    try:
+        cls = get_object(target)
+    except Exception as e:
+        raise ConfigError(f"method._target_={target!r} cannot be imported: {e}") from None
+    if hasattr(cls, "validate"):
+        cls.validate(method_params(cfg), cfg.backbone.get("kind"))
+
+
+def file_sha256(path) -> str:
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():  # a folder of annotation files (e.g. Flickr30k Entities' Sentences/)
+        for f in sorted(p.rglob("*")):
+            if f.is_file():
+                h.update(f.relative_to(p).as_posix().encode())
+                h.update(f.read_bytes())
+        return h.hexdigest()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
+    from ..methods.dense import FEATURE_VERSION
+
+    spec = run_spec(cfg)
+    spec.update({
+        "method_params": json_safe(getattr(method, "params", {})),
+        "backbone_file": json_safe(backbone.identity()) if backbone is not None else None,
+        "annotations": {os.path.abspath(f): file_sha256(f) for f in split.source_files},
+        "split_rows": len(split),
+        "feature_version": FEATURE_VERSION,
+    })
+    return spec
+
+
+def json_safe(x):
+    import json
+
+    return json.loads(json.dumps(x, default=str))
+
+
+def load_backbone_for(cfg: DictConfig):
+    """The backbone adapter of ``cfg.backbone``; refuses a checkpoint of another kind or family than the
+    chosen preset (whose paper hyperparameters the config holds)."""
+    from ..models.backbones import load_backbone
+
+    bb = load_backbone(cfg.backbone.name, device=cfg.device, precision=cfg.precision,
+                       cache_dir=cfg.backbone.get("cache_dir"))
+    want_kind, want_key = cfg.backbone.get("kind"), cfg.backbone.get("key")
+    if want_kind and bb.kind != want_kind:
+        raise ConfigError(f"backbone.name={cfg.backbone.name} is a {bb.kind} model but backbone.kind={want_kind}; "
+                          f"choose the matching backbone=PRESET")
+    if want_key and bb.key != want_key:
+        raise ConfigError(f"backbone.name={cfg.backbone.name} is a {bb.key} model but the chosen preset is {want_key} "
+                          f"(whose paper hyperparameters would be used); choose backbone={bb.key} with the same "
+                          f"backbone.name, or set backbone.key={bb.key} and every method hyperparameter yourself")
+    return bb
+
+
+def build_method(cfg: DictConfig, backbone):
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from ..stages.cache import FeatureCache
+
+    cache = FeatureCache(cfg.cache.dir, cfg.cache.max_size) if cfg.get("cache") and cfg.cache.enabled else None
+    extra = {"variant": cfg.variant} if cfg.get("variant") is not None and "variant" in cfg.method else {}
+    try:
+        return instantiate(cfg.method, backbone=backbone, device=cfg.device, precision=cfg.precision,
+                           family=cfg.family.name, cache=cache, _convert_="all", **extra)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, (ValueError, TypeError, RuntimeError)):
+            raise e.__cause__ from None
+        raise
+
+
+def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+    from ..data.splits import load_split
+    from .evaluator import GroundingEvaluator
+    from .runner import run_split, select_shard
+
+    preflight(cfg)
+    split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error, limit=cfg.limit)
+    samples = select_shard(list(split), cfg.shard)
+    backbone = load_backbone_for(cfg)
+    method = build_method(cfg, backbone)
+    identity = build_identity(cfg, split, method, backbone)
+    log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
+             split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
+    evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
+    metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
+                        viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0), progress=bool(cfg.get("progress", True)),
+                        data_root=str(cfg.data_root))
+    metrics["run_dir"] = str(run_dir)
+    print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
+          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")
+    return metrics
