@@ -32,8 +32,21 @@ def test_name_resolves_in_cache(tmp_path):
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(BackboneError, match="neither a known model name"):
+    with pytest.raises(BackboneError, match="neither a known model .*vit_b16.*toy"):
         resolve_checkpoint("ViT-Q/7")
+
+
+def test_config_keys_and_openai_names_alike(tmp_path):
+    import clip
+
+    from grounding.models.names import OPENAI_FILES, canonical_name
+
+    # the torch-free file table is OpenAI's own
+    assert OPENAI_FILES == {k: v.rsplit("/", 1)[-1] for k, v in clip.clip._MODELS.items()}
+    assert canonical_name("vit_b16") == canonical_name("ViT-B/16") == "ViT-B/16"
+    assert canonical_name("vit_l14_336") == "ViT-L/14@336px" and canonical_name("RN50x4") == "RN50x4"
+    torch.save(tiny_clip("vit", patch_size=32).state_dict(), tmp_path / "ViT-B-32.pt")
+    assert load_backbone("vit_b32", cache_dir=tmp_path).key == load_backbone("ViT-B/32", cache_dir=tmp_path).key
 
 
 def test_state_dict_and_torchscript_give_same_model(tmp_path):

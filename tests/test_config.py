@@ -1,64 +1,101 @@
-"""Every Hydra config composes; with no overrides the paper's hyperparameters are used."""
+"""Every Hydra config composes; with no overrides the composed config holds the paper's numbers."""
 import pytest
-from hydra import compose as hydra_compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from grounding.config import conf_dir, method_overrides
-from grounding.methods.hparams import PARAM_NAMES, paper_hparams
+from grounding.config import compose, conf_dir, options, run_dir_name, run_spec
+from grounding.data.splits import split_info, split_names
+from grounding.methods.base import ConfigError, method_class, registered_methods
+from grounding.methods.hparams import paper_hparams
 
-GROUPS = {g: sorted(p.stem for p in (conf_dir() / g).glob("*.yaml")) for g in ("backbone", "split", "method")}
+GROUPS = {g: options(g) for g in ("backbone", "split", "method", "family", "experiment")}
 
 
 def test_groups_are_populated():
     assert {"rn50", "rn50x4", "vit_b32", "vit_b16", "vit_l14", "toy"} <= set(GROUPS["backbone"])
     assert {"flickr_all", "flickr_other", "flickr_s0", "flickr_s1", "vg_s0", "vg_s1", "flickr_val", "flickr_s0_val",
             "flickr_s1_val", "vg_val", "demo"} <= set(GROUPS["split"])
-    assert set(GROUPS["method"]) == {"ours", "denseclip", "crop_rank"}
-
-
-@pytest.fixture(scope="module")
-def hydra_ctx():
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        yield
+    assert {"ours", "denseclip", "crop_rank"} <= set(GROUPS["method"])
+    assert set(GROUPS["split"]) == set(split_names())
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
-def test_every_option_composes(hydra_ctx, group, option):
-    cfg = hydra_compose("config", [f"{group}={option}"])
-    assert cfg[group].get("name") is not None
-    assert cfg.split.iou_threshold == (0.3 if cfg.split.name.startswith("vg") else 0.5)
-    if cfg.method.name != "crop_rank":
-        assert method_overrides(cfg.method) == {}  # nothing overrides the paper by default
+def test_every_option_composes(group, option):
+    extra = []
+    if group == "method" and option in ("denseclip",):
+        extra = ["backbone=rn50"]
+    cfg = compose("config", [f"{group}={option}", *extra])
+    assert cfg.split.name and cfg.method.name and cfg.backbone.key and cfg.family.name
+    info = split_info(cfg.split.name)
+    # the split's YAML picks the family; a family= on the command line wins (borrow another's values)
+    assert cfg.family.name == (option if group == "family" else info.family)
+    assert 0 < cfg.split.iou_threshold < 1 and cfg.split.iou_compare in (">", ">=")
+    assert "_target_" in cfg.split.loader and "_target_" in cfg.method
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
-@pytest.mark.parametrize("backbone", GROUPS["backbone"])
-@pytest.mark.parametrize("method", ["ours", "denseclip"])
-@pytest.mark.parametrize("family", ["flickr", "vg", "demo"])
-def test_paper_hparams_for_every_combination(backbone, method, family):
-    is_vit = backbone.startswith("vit") or backbone == "toy"
-    if method == "denseclip" and is_vit:
-        with pytest.raises(ValueError):
-            paper_hparams(backbone, method, family)
-        return
-    hp = paper_hparams(backbone, method, family)
-    assert hp["box_search"] == "hierarchical"
-    assert {"alpha", "temperature"} <= set(hp) <= set(PARAM_NAMES)
-    if is_vit and method == "ours":
-        assert hp["upsample"] == 2 and hp["compactness"] == 50 and hp["aggregation"] == "mean"
+@pytest.mark.parametrize("split", ["flickr_s1", "vg_s0", "refcoco_testA", "demo"])
+@pytest.mark.parametrize("backbone", ["vit_l14", "vit_b16", "vit_b32", "rn50", "rn50x4", "toy"])
+def test_composed_config_holds_the_paper_numbers(split, backbone):
+    cfg = compose("config", [f"split={split}", f"backbone={backbone}"])
+    family = split_info(split).family
+    expected = paper_hparams(backbone, "ours", family)
+    got = {k: v for k, v in OmegaConf.to_container(cfg.method).items() if k in expected}
+    assert got == expected
+    cls = method_class("ours")
+    cls.validate({k: v for k, v in OmegaConf.to_container(cfg.method).items()
+                  if k not in ("_target_", "name", "paper_defaults")}, cfg.backbone.kind)
 
 
-def test_overrides_reach_method_params(hydra_ctx):
-    cfg = hydra_compose("config", ["method.alpha=0.6", "method.temperature=0.02", "backbone.name=/tmp/x.pt"])
-    assert method_overrides(cfg.method) == {"alpha": 0.6, "temperature": 0.02}
-    assert cfg.backbone.name == "/tmp/x.pt"
+def test_overrides_reach_method_params():
+    cfg = compose("config", ["method.alpha=0.6", "method.temperature=0.02", "backbone.name=/tmp/x.pt"])
+    assert cfg.method.alpha == 0.6 and cfg.method.temperature == 0.02 and cfg.backbone.name == "/tmp/x.pt"
+
+
+def test_unknown_key_is_rejected_by_composition_and_by_validation():
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        compose("config", ["method.alpah=0.3"])
+    with pytest.raises(ConfigError, match="window"):
+        method_class("ours").validate({"window": 3}, "vit")
+    with pytest.raises(ConfigError, match="alpha"):
+        method_class("ours").validate({"alpha": "abc"}, "vit")
+    with pytest.raises(ConfigError, match="does not apply"):
+        method_class("ours").validate({"n_segments": [100]}, "resnet")
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0}, {"temperature": -1}, {"alpha": float("nan")},
+                                 {"n_segments": []}, {"n_segments": [0, 100]}, {"upsample": 0},
+                                 {"upsample": 1.5}, {"box_search": "greedy"}, {"aggregation": "sum"}])
+def test_bad_values_are_rejected(bad):
+    with pytest.raises(ConfigError):
+        method_class("ours").validate(bad, "vit")
+
+
+def test_run_dir_and_identity_come_from_one_spec():
+    a = compose("config", ["split=demo", "backbone=toy"])
+    b = compose("config", ["split=demo", "backbone=toy", "method.alpha=0.3"])
+    c = compose("config", ["split=demo", "backbone=toy", "limit=5"])
+    d = compose("config", ["split=demo", "backbone=toy", "precision=fp32"])
+    e = compose("config", ["split=demo", "backbone=toy", "workers=2", "on_error=skip", "cache.enabled=false"])
+    names = {run_dir_name(x) for x in (a, b, c, d)}
+    assert len(names) == 4  # everything that changes predictions separates directories
+    assert run_dir_name(e) == run_dir_name(a) and run_spec(e) == run_spec(a)  # what cannot, does not
+
+
+def test_every_registered_method_has_a_config_or_is_internal():
+    # internal implementations (ours_vit, ours_resnet) are reached through `ours`
+    assert set(GROUPS["method"]) - set(registered_methods()) == set()
 
 
 def test_paper_values_match_reference_eval_py():
     # spot checks against the reference eval.py (read by hand; independent of hparams.py's layout)
-    assert paper_hparams("vit_l14", "ours", "flickr_s1")["alpha"] == 0.75
-    assert paper_hparams("vit_l14", "ours", "vg_s0")["temperature"] == 0.01
+    assert paper_hparams("vit_l14", "ours", "flickr")["alpha"] == 0.75
+    assert paper_hparams("vit_l14", "ours", "vg")["temperature"] == 0.01
     assert paper_hparams("vit_b32", "ours", "flickr")["n_segments"] == [100, 150, 200, 250, 300, 350, 400]
     assert paper_hparams("vit_b16", "ours", "vg")["alpha"] == 0.85
     assert paper_hparams("rn50", "ours", "vg")["alpha"] == 0.8
     assert paper_hparams("rn50x4", "denseclip", "vg") == {"high_res": False, "alpha": 0.8, "temperature": 0.03,
                                                           "box_search": "hierarchical"}
     assert len(paper_hparams("vit_l14", "ours", "flickr")["n_segments"]) == 11
+    assert conf_dir().is_dir()

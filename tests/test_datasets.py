@@ -6,8 +6,10 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES
-from grounding.data.datasets import (SPLITS, DatasetError, load_split, parse_sentence, phrase_type_dict,
-                                read_flickr30k_entities)
+from grounding.data.datasets import DatasetError, check_box_in_image
+from grounding.data.flickr_entities import parse_sentence, phrase_type_dict, read_flickr30k_entities
+from grounding.data.splits import load_split_by_name as load_split, split_names
+from grounding.evaluation.runner import _check_image_path
 
 ENT = FIXTURES / "flickr30k_entities"
 needs_fixtures = pytest.mark.skipif(not ENT.is_dir(), reason=f"shared fixtures not found at {ENT}")
@@ -49,7 +51,7 @@ def test_vg_layout(tmp_path):
 
 @pytest.mark.parametrize("bbox,msg", [
     ('"[1, 2, 3]"', "4 numbers"), ('"[5, 5, 5, 9]"', "x1 < x2"), ('"[1, 2, x, 4]"', "literal"),
-    ('"[0, 0, 500, 60]"', "outside"), ('"[50, 50, 10, 10]"', "x,y,w,h"), ('"[0, 0, nan, 5]"', "literal"),
+    ('"[50, 50, 10, 10]"', "x,y,w,h"), ('"[0, 0, nan, 5]"', "literal"),
 ])
 def test_bad_boxes_name_file_and_row(tmp_path, bbox, msg):
     _img(tmp_path / "flickr30k-images" / "1.jpg")
@@ -70,13 +72,21 @@ def test_empty_phrases_are_bad_rows(tmp_path, query):
     assert load_split("flickr_s1", tmp_path, on_error="skip")[0].error
 
 
-def test_missing_image_and_escaping_paths(tmp_path):
+def test_missing_image_and_escaping_paths_and_boxes_outside(tmp_path):
+    # loading never opens images (it streams); the runner checks them when it evaluates the row
     _flickr(tmp_path, ['404,"[1, 2, 50, 60]",a man,x'])
-    with pytest.raises(DatasetError, match="image not found"):
-        load_split("flickr_s1", tmp_path)
+    s = load_split("flickr_s1", tmp_path)
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        _check_image_path(s[0].image_path, tmp_path)
+    (tmp_path / "flickr30k-images" / "404.jpg").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="not a file"):
+        _check_image_path(s[0].image_path, tmp_path)
     _flickr(tmp_path, ['../../etc/passwd,"[1, 2, 50, 60]",a man,x'])
     with pytest.raises(DatasetError, match="escapes the data root"):
-        load_split("flickr_s1", tmp_path, validate_images=False)
+        load_split("flickr_s1", tmp_path)
+    with pytest.raises(ValueError, match="outside the 100x80 image"):
+        check_box_in_image((0, 0, 500, 60), (100, 80))
+    check_box_in_image((0, 0, 101, 81), (100, 80))  # 1 px tolerance (1-based inclusive boxes)
 
 
 def test_missing_csv_and_columns(tmp_path):
@@ -94,8 +104,13 @@ def test_every_split_points_at_zsgnet_files():
                 "flickr_s1": "flickr30k_c1/csv_dir/test.csv", "flickr_s1_val": "flickr30k_c1/csv_dir/val.csv",
                 "vg_s0": "vg_split/csv_dir/test_balanced_c2.csv", "vg_s1": "vg_split/csv_dir/test_balanced_c3.csv",
                 "vg_val": "vg_split/csv_dir/val_balanced.csv", "flickr_other": "flickr30k/csv_dir/test.csv"}
+    from omegaconf import OmegaConf
+
+    from grounding.config import conf_dir
+
+    assert set(expected) <= set(split_names())
     for name, tail in expected.items():
-        assert SPLITS[name].csv == "ds_csv_ann/" + tail
+        assert OmegaConf.load(conf_dir() / "split" / f"{name}.yaml").loader.csv == "ds_csv_ann/" + tail
 
 
 def test_sentence_grammar():
@@ -136,4 +151,5 @@ def test_phrase_types_deterministic_and_flickr_other(tmp_path):
     _flickr(tmp_path, ['65567,"[1, 1, 300, 400]",a wedding,x', '65567,"[1, 1, 300, 400]",a girl,x',
                        '65567,"[1, 1, 300, 400]",never seen,x'], sub="flickr30k")
     s = load_split("flickr_other", tmp_path, sentences_dir=ENT / "Sentences")
+    assert s.dropped == {"phrase type not in ['other']": 2}
     assert [x.phrase for x in s] == ["a wedding"] and s[0].index == 0

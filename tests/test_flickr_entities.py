@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import FIXTURES
+from grounding.data.splits import split_info
 from grounding.config import conf_dir
 from grounding.data.datasets import DatasetError
 from grounding.data.flickr_entities import load_flickr30k_entities, union_box
@@ -134,7 +135,7 @@ def test_split_yamls_read_the_official_lists(tmp_path):
     for split in ("test", "val"):
         shutil.copy(ENT / f"{split}.txt", d / f"{split}.txt")
         cfg = OmegaConf.load(conf_dir() / "split" / f"flickr30k_entities_{split}.yaml")
-        assert cfg.family == "flickr" and cfg.iou_compare == ">" and cfg.iou_threshold == 0.5
+        assert split_info(cfg.name).family == "flickr" and cfg.iou_compare == ">" and cfg.iou_threshold == 0.5
         s = instantiate(cfg.loader, data_root=str(tmp_path), on_error="skip", limit=None, name=cfg.name)
         # no Sentences files here: one error row per listed image, in list order
         first = (ENT / f"{split}.txt").read_text().split()[0]

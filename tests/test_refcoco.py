@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
+from grounding.data.splits import split_info
 from grounding.config import conf_dir
 from grounding.data.datasets import DatasetError
 from grounding.data.refcoco import load_refcoco, ref_in_split
@@ -88,7 +89,7 @@ def test_instantiated_from_split_yaml(tmp_path):
 
     _write(tmp_path)
     cfg = OmegaConf.load(conf_dir() / "split" / "refcoco_testA.yaml")
-    assert cfg.iou_compare == ">=" and cfg.iou_threshold == 0.5 and cfg.family == "refcoco"
+    assert cfg.iou_compare == ">=" and cfg.iou_threshold == 0.5 and split_info(cfg.name).family == "refcoco"
     split = instantiate(cfg.loader, data_root=str(tmp_path), on_error="raise", limit=None, name=cfg.name)
     assert [s.phrase for s in split] == ["man on right", "right guy", "woman in middle", "corner"]
     for name in ("refcoco_val", "refcoco_testB", "refcoco_plus_val", "refcoco_plus_testA", "refcoco_plus_testB",

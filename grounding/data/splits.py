@@ -4,6 +4,7 @@ else in the code lists split names.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -72,3 +73,15 @@ def load_split(split_cfg: DictConfig, data_root, *, family: str, on_error: str =
         if isinstance(cause, (DatasetError, OSError, ValueError)):
             raise cause from None
         raise
+
+
+def load_split_by_name(name: str, data_root="data", *, on_error: str = "raise", limit: Optional[int] = None,
+                       **loader_overrides) -> GroundingSplit:
+    """``load_split`` for a registered split name, with optional loader overrides (e.g. ``image_template``)."""
+    info = split_info(name)
+    y = OmegaConf.load(_conf_dir() / "split" / f"{name}.yaml")
+    if "defaults" in y:
+        del y["defaults"]
+    for k, v in loader_overrides.items():
+        y.loader[k] = str(v) if isinstance(v, os.PathLike) else v
+    return load_split(y, data_root, family=info.family, on_error=on_error, limit=limit)

@@ -1,66 +1,98 @@
 """``grounding-merge -o OUT DIR...``: combine shard run directories into one run.
 
-Checks that every shard ran the same configuration (everything in run.json but ``shard``), that
-the shards are ``0/n … n-1/n`` of one split with no row twice, then writes OUT/predictions.jsonl
-(sorted by row index) and OUT/metrics.json, identical to a single run's.
+Refused, with a message naming the shard directory: shards of different configurations (everything
+in run.json but ``shard`` must agree), shards that are not exactly ``0/n … n-1/n``, a shard whose
+predictions do not hold exactly its rows of the split (a gap, an overlap, a partial run), a shard whose
+metrics.json is stale against its predictions, and ``-o`` equal to an input. OUT then holds
+predictions.jsonl (sorted by row index), run.json and metrics.json recomputed from the merged file —
+identical to a single run's.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import List
 
-from .runner import METRICS_FILE, PRED_FILE, RUN_FILE, atomic_write_text, read_predictions, summarise
+from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, identity_differences,
+                     parse_shard, read_identity, read_predictions, summarise_run)
+
+STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:
     if not dirs:
-        raise ValueError("no run directories given")
+        raise RunError("no run directories given")
+    dirs = [Path(d) for d in dirs]
+    out = Path(out)
+    for d in dirs:
+        if out.resolve() == d.resolve():
+            raise RunError(f"-o {out} is one of the inputs; write the merged run to a new directory")
     idents, rows = [], {}
     for d in dirs:
-        d = Path(d)
         for f in (RUN_FILE, PRED_FILE, METRICS_FILE):
             if not (d / f).is_file():
-                raise FileNotFoundError(f"{d}: no {f} (is this a finished run directory?)")
-        ident = json.loads((d / RUN_FILE).read_text())
+                raise RunError(f"{d}: no {f} (is this a finished run directory?)")
+        ident = read_identity(d)
         idents.append(ident)
-        for r in read_predictions(d / PRED_FILE):
+        preds = read_predictions(d / PRED_FILE)
+        stored = json.loads((d / METRICS_FILE).read_text())
+        fresh = summarise_run(d, ident)
+        stale = [k for k in STABLE_METRICS if stored.get(k) != fresh.get(k)]
+        if stale:
+            raise RunError(f"{d}: metrics.json is stale against predictions.jsonl ({', '.join(stale)} differ); "
+                           f"rerun that shard to finish it")
+        shard = ident.get("shard")
+        if not shard:
+            raise RunError(f"{d} is not a shard run (no shard=i/n in its run.json)")
+        i, n = parse_shard(shard)
+        expected = len(range(i, int(ident["split_rows"]), n))
+        if len(preds) != expected:
+            raise RunError(f"{d}: shard {shard} holds {len(preds)} rows, its part of the split has {expected}")
+        for r in preds:
             if r["index"] in rows:
-                raise ValueError(f"row {r['index']} appears in more than one run directory ({d})")
+                raise RunError(f"{d}: row {r['index']} is also in another shard")
             rows[r["index"]] = r
     base = {k: v for k, v in idents[0].items() if k != "shard"}
     for d, ident in zip(dirs, idents):
         other = {k: v for k, v in ident.items() if k != "shard"}
-        if other != base:
-            diff = {k for k in set(base) | set(other) if base.get(k) != other.get(k)}
-            raise ValueError(f"{d} ran another configuration than {dirs[0]} (differs in {sorted(diff)})")
-    shards = [i.get("shard") for i in idents]
-    if any(shards):
-        ns = {int(str(s).split("/")[1]) for s in shards if s}
-        got = sorted(int(str(s).split("/")[0]) for s in shards if s)
-        if len(ns) != 1 or got != list(range(next(iter(ns)))) or None in shards:
-            raise ValueError(f"shards {shards} are not 0/n … n-1/n of one split")
-    out = Path(out)
+        diff = identity_differences(base, other)
+        if diff:
+            raise RunError(f"{d} ran another configuration than {dirs[0]}: " + "; ".join(diff))
+    shards = sorted(parse_shard(i["shard"]) for i in idents)
+    n = shards[0][1]
+    if [s for s in shards] != [(k, n) for k in range(n)]:
+        raise RunError(f"shards {[i['shard'] for i in idents]} are not exactly 0/{n} … {n - 1}/{n}")
+    if len(rows) != int(base["split_rows"]):
+        raise RunError(f"the shards hold {len(rows)} rows; the split has {base['split_rows']}")
     out.mkdir(parents=True, exist_ok=True)
     ordered = [rows[i] for i in sorted(rows)]
+    identity = dict(base, shard=None)
     atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
-    atomic_write_text(out / RUN_FILE, json.dumps(dict(base, shard=None), indent=1, sort_keys=True))
-    metrics = summarise(ordered, base)
-    metrics["merged_from"] = [str(d) for d in dirs]
+    atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+    metrics = summarise_run(out, identity)
+    metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 
 def main(argv=None) -> int:
+    from ..cli.errors import guarded
+
     ap = argparse.ArgumentParser(prog="grounding-merge", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-o", "--out", required=True)
-    ap.add_argument("dirs", nargs="+")
+    ap.add_argument("-o", "--out", required=True, help="the merged run directory (new)")
+    ap.add_argument("dirs", nargs="+", help="the shard run directories (shard=0/n … n-1/n)")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks")
     a = ap.parse_args(argv)
-    m = merge_runs(Path(a.out), [Path(d) for d in a.dirs])
-    print(f"merged {len(a.dirs)} runs: Acc@{m['iou_threshold']} = {100 * m['accuracy']:.2f}% (n={m['n']}) -> {a.out}")
-    return 0
+
+    def run() -> int:
+        m = merge_runs(Path(a.out), [Path(d) for d in a.dirs])
+        print(f"merged {len(a.dirs)} runs: Acc@{m['iou_threshold']} = {100 * m['accuracy']:.2f}% (n={m['n']}) -> {a.out}")
+        return 0
+
+    return guarded(run, ["--debug"] if a.debug else [])
 
 
 if __name__ == "__main__":
