@@ -4,7 +4,8 @@ The authors' repository is NOT part of this one. Get a checkout (``git clone htt
 and the pure-Python mmcv 1.x it is written for (mmseg there accepts mmcv 1.3.13 … 1.5.0), e.g. in a side folder:
 
     MMCV_WITH_OPS=0 pip install --no-deps --target /tmp/mmcv1 "mmcv==1.4.8" addict yapf platformdirs
-    python scripts/zoo_parity/maskclip.py --repo-dir /path/to/MaskCLIP --site /tmp/mmcv1 --commit SHA [--out tests/golden]
+    python scripts/zoo_parity/maskclip.py --repo-dir /path/to/MaskCLIP --site /tmp/mmcv1 --commit SHA \\
+        [--out tests/golden]
 
 What runs is the repository's own code, on the tiny random CLIPs' weights, in fp32 on CPU:
   * ``tools/maskclip_utils/convert_clip_weights.py`` (run as a script, with ``clip.load`` returning the tiny model)
@@ -23,9 +24,9 @@ uses mmcv's GELU and eps 1e-6; see ``grounding/methods/maskclip.py``).
 
 The score map follows the zoo contract (written here, independent of ``grounding``): L2-normalised patch tokens ·
 L2-normalised ``encode_text(clip.tokenize(phrase))`` (OpenAI ``clip`` on the same tiny model, no template) on the
-g×g grid → bilinear upsample to 224×224 (align_corners=False) → φ = exp(cos/σ) (shifted by its max when cos/σ > 80,
-which min–max leaves unchanged) → (φ − min)/(max − min + 1e-8). Boxes: ``grounding.stages.box_search.search_box``
-(hierarchical and exact) with α.
+g×g grid → bilinear upsample to 224×224 (align_corners=False) → φ = exp(cos/σ) (shifted by its max when
+cos/σ > 80, which min–max leaves unchanged) → (φ − min)/(max − min + 1e-8). Boxes:
+``grounding.stages.box_search.search_box`` (hierarchical and exact) with α.
 """
 from __future__ import annotations
 
