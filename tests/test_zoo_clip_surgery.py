@@ -82,3 +82,15 @@ def test_surgery_changes_the_patches_and_blocks_is_checked(models):
     assert not torch.allclose(last, six, atol=1e-3)
     with pytest.raises(ValueError, match="blocks must be in 1..8"):
         clip_surgery.patch_tokens(model.visual, x, blocks=9)
+
+
+@torch.no_grad()
+def test_open_clip_tower_gives_the_same_tokens(models):
+    from open_clip.model import build_model_from_openai_state_dict
+
+    sd = models["b32"].state_dict()
+    twin = build_model_from_openai_state_dict({k: v.clone() for k, v in sd.items()}, quick_gelu=True).float()
+    twin.load_state_dict(sd)  # undo the builder's fp16 cast
+    x = _image("camera")
+    ours = clip_surgery.patch_tokens(models["b32"].visual, x)
+    torch.testing.assert_close(clip_surgery.patch_tokens(twin.eval().visual, x), ours, atol=1e-5, rtol=0)

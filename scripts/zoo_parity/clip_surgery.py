@@ -112,7 +112,8 @@ def main():
                 cos = sim[0, :, 0].reshape(g, g).numpy()
                 m = contract_map(cos)
                 i = len(cases)
-                boxes = {meth: [int(v) for v in search_box(m, ALPHA, method=meth)] for meth in ("hierarchical", "exact")}
+                boxes = {meth: [int(v) for v in search_box(m, ALPHA, method=meth)]
+                         for meth in ("hierarchical", "exact")}
                 arrays[f"tokens_{i}"] = patches[0].numpy().astype(np.float32)
                 arrays[f"map_{i}"] = m
                 constant = bool(np.ptp(cos) == 0)
