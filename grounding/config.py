@@ -54,7 +54,7 @@ def register_hparams() -> None:
         for backbone in options("backbone"):
             for family in hparams.FAMILIES:
                 try:
-                    values = hparams.paper_hparams(backbone, table, family)
+                    values = hparams.paper_hparams(backbone, table, family, method=method)
                 except ValueError:
                     continue  # e.g. denseclip on a ViT: no entry, so composing says nothing is filled
                 cs.store(group=f"hparams/{method}", name=f"{backbone}_{family}", node=values, package="method")

@@ -80,8 +80,11 @@ def test_surgery_changes_the_patches_and_blocks_is_checked(models):
     six = clip_surgery.patch_tokens(model.visual, x)
     assert six.shape == (1, 49, 64)
     assert not torch.allclose(last, six, atol=1e-3)
-    with pytest.raises(ValueError, match="blocks must be in 1..8"):
-        clip_surgery.patch_tokens(model.visual, x, blocks=9)
+    with pytest.raises(ValueError, match="blocks must be >= 1"):
+        clip_surgery.patch_tokens(model.visual, x, blocks=0)
+    with pytest.warns(UserWarning, match="using all"):
+        torch.testing.assert_close(clip_surgery.patch_tokens(model.visual, x, blocks=9),
+                                   clip_surgery.patch_tokens(model.visual, x, blocks=8))
 
 
 @torch.no_grad()

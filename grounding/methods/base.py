@@ -95,6 +95,9 @@ class Param:
             if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
                 raise bad
             v = [int(x) for x in v]
+        elif self.kind == "float_or_auto":
+            if v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise bad
         elif self.kind == "int_or_str":
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise bad
@@ -106,7 +109,8 @@ class Param:
 
     def describe(self) -> str:
         base = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string",
-                "int_list": "a non-empty list of integers", "int_or_str": "an integer or a string"}[self.kind]
+                "int_list": "a non-empty list of integers", "int_or_str": "an integer or a string",
+                "float_or_auto": "a number or auto"}[self.kind]
         if self.choices:
             base = "one of " + ", ".join(map(str, self.choices))
         return f"{base}{' ' + self.expect if self.expect else ''}"

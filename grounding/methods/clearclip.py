@@ -52,3 +52,19 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
         t = block_forward(blk, t)
     out = self_self_attention(last.attn, last.ln_1(t))  # no residual, no FFN
     return head(visual, out[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("clearclip")
+class ClearCLIP(PatchMethod):
+    """ClearCLIP (Lan et al., ECCV 2024): last block = q-q attention only (no residual, no FFN)."""
+
+    PARAMS = knob_params()
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

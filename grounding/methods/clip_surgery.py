@@ -39,6 +39,8 @@ Variants in the source, not used here:
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from grounding.models.vit import block_forward, head, input_tokens, layer_scale, merge_heads, qkv
@@ -72,8 +74,11 @@ def _dual_path_block(block, x_new: torch.Tensor, x_ori: torch.Tensor):
 def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> torch.Tensor:
     """CLIP Surgery's new-path patch embeddings (B, g², E) after ``ln_post`` and ``proj`` (not normalised)."""
     layers = tower_blocks(visual)
-    if not 1 <= blocks <= len(layers):
-        raise ValueError(f"clip_surgery: blocks must be in 1..{len(layers)}, got {blocks}")
+    if blocks < 1:
+        raise ValueError(f"clip_surgery: blocks must be >= 1, got {blocks}")
+    if blocks > len(layers):  # a shallow tower (e.g. the toy): every block
+        warnings.warn(f"clip_surgery: blocks={blocks} but the tower has {len(layers)}: using all")
+        blocks = len(layers)
     t = input_tokens(visual, x)
     start = len(layers) - blocks
     for block in layers[:start]:
@@ -82,3 +87,19 @@ def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> t
     for block in layers[start:]:
         x_new, x_ori = _dual_path_block(block, x_new, x_ori)
     return head(visual, x_new[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import Param, register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("clip_surgery")
+class CLIPSurgery(PatchMethod):
+    """CLIP Surgery (Li et al., 2023): dual path with v-v attention in the last 6 blocks; similarity patch·(text−empty)."""
+
+    PARAMS = knob_params(blocks=Param("int", "dual-path blocks at the end of the tower", lambda v: v >= 1, "(>= 1)"))
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

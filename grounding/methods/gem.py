@@ -39,6 +39,8 @@ Variants / behaviour of the source not used here:
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -92,9 +94,11 @@ def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterat
                  inv_temperature=DEFAULTS["inv_temperature"]) -> torch.Tensor:
     """GEM-path patch embeddings (B, g², E) after ``ln_post`` and ``proj`` (not normalised)."""
     layers = tower_blocks(visual)
-    if not 2 <= depth <= len(layers) + 1:
-        raise ValueError(f"gem: depth must be in 2..{len(layers) + 1} (it modifies the last depth-1 blocks), "
-                         f"got {depth}")
+    if depth < 2:
+        raise ValueError(f"gem: depth must be >= 2 (it modifies the last depth-1 blocks), got {depth}")
+    if depth - 1 > len(layers):  # a shallow tower (e.g. the toy): every block, as a slice [-(depth-1):] would
+        warnings.warn(f"gem: depth={depth} asks for {depth - 1} blocks; the tower has {len(layers)}: using all")
+        depth = len(layers) + 1
     if iterations < 0:
         raise ValueError(f"gem: iterations must be >= 0, got {iterations}")
     if inv_temperature != "auto" and not isinstance(inv_temperature, (int, float)):
@@ -107,3 +111,21 @@ def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterat
     for block in layers[start:]:
         x_gem, x_ori = _dual_path_block(block, x_gem, x_ori, iterations, inv_temperature)
     return head(visual, x_gem[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import Param, register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("gem")
+class GEM(PatchMethod):
+    """GEM (Bousselham et al., CVPR 2024): dual path with q-q/k-k/v-v self-self attention in the last 6 blocks."""
+
+    PARAMS = knob_params(depth=Param("int", "the dual path runs in the last depth-1 blocks", lambda v: v >= 2, "(>= 2)"),
+    iterations=Param("int", "self-self iterations", lambda v: v >= 1, "(>= 1)"),
+    inv_temperature=Param("float_or_auto", "1/τ of self-self attention, or auto (adaptive, as GEM)"))
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

@@ -65,7 +65,13 @@ def _lookup(backbone_key: str, family: str) -> Dict[str, Any]:
     raise ValueError(f"no paper hyperparameters for backbone {backbone_key!r}")
 
 
-def paper_hparams(backbone_key: str, table: str = "ours", family: str = "flickr") -> Dict[str, Any]:
+# Values tuned on a val split for the training-free family (scripts/tune.py prints lines to paste here):
+# (method, backbone, family) → {"alpha": …, "temperature": …}. Empty: every such method is "not tuned".
+TUNED: Dict[tuple, Dict[str, Any]] = {}
+
+
+def paper_hparams(backbone_key: str, table: str = "ours", family: str = "flickr",
+                  method: str = "") -> Dict[str, Any]:
     """The defaults of hyperparameter ``table`` for ``backbone_key`` × dataset ``family``.
 
     ``ours``: the reference's eval.py values. ``denseclip``: the DenseCLIP baseline (ResNet only).
@@ -82,7 +88,9 @@ def paper_hparams(backbone_key: str, table: str = "ours", family: str = "flickr"
         if backbone_kind(backbone_key) != "vit":
             raise ValueError("the training-free ViT methods need a ViT backbone")
         hp = _lookup(backbone_key, family)
-        return {k: hp[k] for k in ("alpha", "temperature", "box_search")}
+        out = {k: hp[k] for k in ("alpha", "temperature", "box_search")}
+        out.update(TUNED.get((method, backbone_key, family), {}))
+        return out
     if table != "ours":
         raise ValueError(f"unknown hyperparameter table {table!r}; expected one of {', '.join(TABLES)}")
     return _lookup(backbone_key, family)

@@ -63,3 +63,19 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
         t = block_forward(blk, t)
     t = value_path_block(bs[-1], t)
     return head(visual, t[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("maskclip")
+class MaskCLIP(PatchMethod):
+    """MaskCLIP (Zhou et al., ECCV 2022): the last block's attention replaced by its value path (residual and FFN kept)."""
+
+    PARAMS = knob_params()
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

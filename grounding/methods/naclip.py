@@ -71,3 +71,19 @@ def patch_tokens(visual, x: torch.Tensor, gaussian_std: float = DEFAULTS["gaussi
         t = block_forward(blk, t)
     out = neighbourhood_kk_attention(last.attn, last.ln_1(t), grid, float(gaussian_std))  # reduced: no residual/FFN
     return head(visual, out[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import Param, positive, register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("naclip")
+class NACLIP(PatchMethod):
+    """NACLIP (Hajimiri et al., WACV 2025): last block = k-k attention + Gaussian neighbourhood bias (no residual, no FFN)."""
+
+    PARAMS = knob_params(gaussian_std=Param("float", "σ of the Gaussian neighbourhood prior, in patches", positive, "(> 0)"))
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

@@ -65,3 +65,19 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
         t = block_forward(blk, t)
     t = csa_block(bs[-1], t)
     return head(visual, t[:, 1:])
+
+
+# ------------------------------------------------------------------------------------- the method
+
+from .base import register_method  # noqa: E402
+from .patch import PatchMethod, knob_params  # noqa: E402
+
+
+@register_method("sclip")
+class SCLIP(PatchMethod):
+    """SCLIP (Wang et al., ECCV 2024): correlative self-attention (softmax(qqᵀ)+softmax(kkᵀ))·v in the last block (residual and FFN kept)."""
+
+    PARAMS = knob_params()
+    KNOBS = DEFAULTS
+    TEXT_MODE = TEXT_MODE
+    tokens = staticmethod(patch_tokens)

@@ -167,6 +167,15 @@ class Backbone:
         return e / e.norm()
 
     @torch.no_grad()
+    def encode_text_empty(self) -> torch.Tensor:
+        """L2-normalised embedding of the empty string (CLIP Surgery's redundant-feature estimate)."""
+        from .text import tokenize
+
+        tokens = (self.tokenizer or tokenize)("", allow_empty=True).to(self.device)
+        e = self.model.encode_text(tokens).float()[0]
+        return e / e.norm()
+
+    @torch.no_grad()
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         """CLIP image embeddings (N, E) of normalised images (N, 3, S, S), not normalised."""
         return self.model.encode_image(x.to(self.dtype))

@@ -8,12 +8,12 @@ import torch
 import clip
 
 
-def tokenize(phrase: str) -> torch.Tensor:
+def tokenize(phrase: str, allow_empty: bool = False) -> torch.Tensor:
     """Tokenise one phrase to a (1, 77) tensor. Over-long phrases are cut to CLIP's context with a
     warning (the reference would crash); empty or non-string phrases are refused."""
     if not isinstance(phrase, str):
         raise TypeError(f"phrase must be a string, got {type(phrase).__name__}")
-    if not phrase.strip():
+    if not phrase.strip() and not allow_empty:
         raise ValueError("phrase is empty or whitespace-only")
     try:
         return clip.tokenize([phrase])
