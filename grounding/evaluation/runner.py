@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from .mapstore import save_score_map
 from .metrics import GroundingEvaluator, box_iou, pointing_hit
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,10 @@ def _row_record(sample, pred_box, score_map, image_size, extra=None) -> Dict[str
     gt = [float(v) for v in sample.gt_box]
     iou = float(box_iou(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
     rec = {"index": int(sample.index), "image": str(sample.image_path), "phrase": sample.phrase,
-           "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou}
+           "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou,
+           # report: image size (w, h) for box-area fractions; Flickr30k Entities phrase type when known
+           "image_size": [int(image_size[0]), int(image_size[1])],
+           "phrase_type": getattr(sample, "phrase_type", None)}
     if len(getattr(sample, "phrases", []) or []) > 1:
         rec["phrases"] = list(sample.phrases)
     rec["pointing"] = None if score_map is None else bool(pointing_hit(score_map, gt, image_size))
@@ -188,9 +192,11 @@ def prepared_images(method, paths: List[str], workers: int = 0):
 
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], iou_threshold: float,
-              on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0) -> Dict[str, Any]:
+              on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
+              save_maps: bool = True) -> Dict[str, Any]:
     """Evaluate ``method`` (an object with ``prepare(image)`` and ``localize_prepared(prep, phrase)``)
-    on ``samples``; returns the metrics dict (also written to ``metrics.json``)."""
+    on ``samples``; returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a
+    small score-map thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore)."""
     from tqdm import tqdm
 
     from ..data.images import load_image
@@ -248,12 +254,15 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
                     continue
                 rec = _row_record(s, out.box, out.score_map, (w, h))
                 rec["hit"] = bool(rec["iou"] > iou_threshold)
+                if save_maps:  # report: score-map thumbnail, written before the row so a resumed run has it
+                    save_score_map(run_dir, s.index, out.score_map)
                 writer.write(rec)
                 if s.index in viz_rows:
                     from .viz import save_figure
 
                     save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map, out.box,
-                                s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
+                                s.phrase, gt_box=rec["gt_box"], iou=rec["iou"], method=identity.get("method"),
+                                backbone=identity.get("backbone"))
                 bar.update(1)
             now = time.perf_counter()
             if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
