@@ -242,7 +242,7 @@ def bar_plot(runs: Sequence[Run], key: str) -> Optional[str]:
     if not buckets:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(3.2, 0.55 * len(buckets) * max(1, len(runs)) + 1.2), 2.6))
+    fig, ax = plt.subplots(figsize=(max(3.0, min(5.2, 0.45 * len(buckets) * max(1, len(runs)) + 1.0)), 2.3))
     width = 0.8 / len(runs)
     x = np.arange(len(buckets))
     for k, run in enumerate(runs):
@@ -256,14 +256,14 @@ def bar_plot(runs: Sequence[Run], key: str) -> Optional[str]:
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
     if len(runs) > 1:
-        ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=min(3, len(runs)))
     return _svg(fig)
 
 
 def curve_plot(runs: Sequence[Run]) -> str:
     """Accuracy against the IoU threshold, one line per run; the runs' threshold marked."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    fig, ax = plt.subplots(figsize=(4.0, 2.3))
     for k, run in enumerate(runs):
         c = run.breakdowns.get("acc_curve", {})
         ts = sorted(float(t) for t in c)
@@ -281,7 +281,7 @@ def curve_plot(runs: Sequence[Run]) -> str:
 def iou_hist_plot(runs: Sequence[Run]) -> str:
     """Distribution of per-row IoU (near misses sit just left of the threshold)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    fig, ax = plt.subplots(figsize=(4.0, 2.3))
     bins = np.linspace(0, 1, 21)
     for k, run in enumerate(runs):
         ax.hist([r["iou"] for r in run.rows], bins=bins, histtype="step", lw=1.5, label=run.label,
@@ -408,7 +408,9 @@ table{border-collapse:collapse;background:#fff;margin:6px 0}td,th{border:1px sol
 vertical-align:top}th{background:#f0f3f5;font-weight:600;text-align:left}.num{text-align:right;
 font-variant-numeric:tabular-nums;white-space:nowrap}.muted{color:#888;font-weight:normal;font-size:12px}
 .path{font-family:monospace;font-size:11px;word-break:break-all}.pos{color:#1b7d2a}.neg{color:#c62828}
-.bdrow{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.bdrow svg{max-width:100%;height:auto}
+.bdgrid{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px;align-items:start}
+.panel{background:#fff;border:1px solid #ddd;border-radius:4px;padding:4px 12px 10px}.panel table{width:100%}
+.plot svg{max-width:100%;height:auto;display:block;margin-top:6px}
 details{margin:4px 0}pre{background:#fff;border:1px solid #ddd;padding:8px;font-size:11px;max-height:300px;overflow:auto}
 .controls{position:sticky;top:0;z-index:2;background:#fafafa;padding:8px 0;border-bottom:1px solid #ddd;
 display:flex;flex-wrap:wrap;gap:10px;align-items:center}.controls label{font-size:13px}
@@ -422,7 +424,8 @@ border-radius:3px;padding:0 5px;margin:1px 2px 0 0;font-size:11px;color:#455a64}
 .badge{font-weight:700}.hit{color:#2e7d32}.miss{color:#c62828}.pair{display:flex;gap:6px}.pair>div{flex:1;min-width:0}
 .legend span{margin-right:14px}.sw{display:inline-block;width:14px;height:10px;border:2px solid;margin-right:4px;
 vertical-align:middle}.pager{margin:10px 0;display:flex;gap:8px;align-items:center}
-.cmpbox td{min-width:70px}.err{color:#c62828;font-size:12px}
+.cmpbox td{min-width:70px}.nomap{display:flex;align-items:center;justify-content:center;background:#f3f3f3;
+color:#999;font-size:11px;min-height:60px;height:100%}.err{color:#c62828;font-size:12px}
 """
 
 JS = r"""
@@ -440,7 +443,7 @@ function hashState(){ var s = {}; location.hash.replace(/^#/, "").split("&").for
   if (!kv) return; var i = kv.indexOf("="); s[decodeURIComponent(i < 0 ? kv : kv.slice(0, i))] =
   i < 0 ? "" : decodeURIComponent(kv.slice(i + 1)); }); return s; }
 function imgTag(src, alt){ return src ? '<img loading="lazy" src="' + esc(src) + '" alt="' + esc(alt) +
-  '" onerror="window.__brokenImage()">' : '<span class="muted">no score map</span>'; }
+  '" onerror="window.__brokenImage()">' : '<span class="nomap">no score map</span>'; }
 window.__brokenImage = function(){ broken++; B.dataset.brokenImages = broken; };
 function tags(r){ var t = ['<span class="tag">size ' + esc(r.s) + "</span>", '<span class="tag">area ' + esc(r.a) +
   "</span>", '<span class="tag">' + esc(r.l) + " words</span>"]; if (r.t) t.push('<span class="tag">' + esc(r.t) + "</span>");
@@ -522,7 +525,7 @@ if (pairs.length){
   var members = [].concat.apply([], pairs), lab = function(i){ return (i + 1) + ": " + D.runs[i].label; };
   opts(C.a, members.map(String), members.map(lab)); opts(C.b, members.map(String), members.map(lab));
   C.b.value = String(pairs[0][1]); C.a.value = String(pairs[0][0]);
-  opts(C.kind, ["ab", "ba", "both", "any"], ["A hit, B miss", "A miss, B hit", "both flips", "all rows"]);
+  opts(C.kind, ["both", "ab", "ba", "any"], ["all flips", "A hit, B miss", "A miss, B hit", "all rows"]);
 }
 function renderCompare(){
   if (!pairs.length) return;
@@ -573,14 +576,15 @@ def render_html(runs: Sequence[Run], data: Dict[str, Any], title: str) -> str:
         if not table:
             why = ("no row carries a phrase type (the split does not record Flickr30k Entities types)"
                    if key == "by_phrase_type" else "rows carry no image size")
-            sections.append(f"<h3>{_e(name)}</h3><p class='muted'>Not available: {why}.</p>")
+            sections.append(f"<div class='panel'><h3>{_e(name)}</h3><p class='muted'>Not available: {why}.</p></div>")
             continue
-        sections.append(f"<h3>{_e(name)}</h3><div class='bdrow'><div>{table}</div><div>{plots[key] or ''}</div></div>")
+        sections.append(f"<div class='panel'><h3>{_e(name)}</h3>{table}<div class='plot'>{plots[key] or ''}</div></div>")
     curve_tab = breakdown_table(runs, "acc_curve").replace("<th class='rowh'>", "<th class='rowh'>IoU &gt; ")
     if runs and runs[0].iou_compare == ">=":
         curve_tab = curve_tab.replace("IoU &gt; ", "IoU ≥ ")
-    curve = (f"<h3>Accuracy over IoU thresholds</h3><div class='bdrow'><div>{curve_tab}</div><div>{curve_plot(runs)}</div>"
-             f"<div>{iou_hist_plot(runs)}</div></div>")
+    curve = (f"<div class='panel'><h3>Accuracy over IoU thresholds</h3>{curve_tab}</div>"
+             f"<div class='panel'><h3>Acc-vs-IoU curve and IoU distribution</h3><div class='plot'>{curve_plot(runs)}</div>"
+             f"<div class='plot'>{iou_hist_plot(runs)}</div></div>")
     groups = [g for g in split_groups(runs) if len(g) > 1]
     compare = ""
     if groups:
@@ -605,8 +609,8 @@ def render_html(runs: Sequence[Run], data: Dict[str, Any], title: str) -> str:
 <h2 id="breakdowns">Where the methods fail</h2>
 <p class="muted">Accuracy with the run's hit rule; (hits/n) beside every rate; a skipped row counts as a miss.
 Box sizes use the ground-truth box in original-image pixels. Δ: percentage points against the first run of the same split.</p>
-{curve}
-{''.join(sections)}
+<div class="bdgrid">{curve}
+{''.join(sections)}</div>
 {compare}
 <h2 id="gallery">Gallery</h2>
 <p class="legend"><span><i class="sw" style="border-color:rgb{GT_RGB}"></i>ground truth</span>
