@@ -19,7 +19,7 @@ from PIL import Image
 from grounding.evaluation.breakdown import annotate, area_edges, breakdowns, length_bucket, size_bucket
 from grounding.evaluation.mapstore import load_score_map, map_thumbnail, save_score_map
 from grounding.evaluation.metrics import GroundingEvaluator, box_iou
-from grounding.evaluation.report import build_report, find_run_dirs, main
+from grounding.evaluation.report import build_report, find_run_dirs, main, thumbnail_links
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "test-artifacts"
 
@@ -163,20 +163,23 @@ def test_report_links_cached_thumbnails_and_compares_runs(tmp_path):
     data = page_data(text)
     assert [r["label"] for r in data["runs"]] == ["crop_rank · toy", "ours · toy"] and data["groups"] == [[0, 1]]
     ra, rb = ({r["i"]: r for r in run["rows"]} for run in data["runs"])
+    links = {i: thumbnail_links(data["runs"][0], r) for i, r in ra.items()}
     assert [ra[i]["h"] for i in range(6)] == [1, 0, 0, 1, 0, 0]
     assert [rb[i]["h"] for i in range(6)] == [0, 1, 0, 1, 0, 0]
-    assert ra[4]["x"] == 1 and ra[4]["mp"] is None and "FileNotFoundError" in ra[4]["err"]
+    assert ra[4]["x"] == 1 and links[4][1] is None and "FileNotFoundError" in ra[4]["err"]
     assert (ra[0]["s"], ra[0]["a"], ra[0]["t"], ra[0]["l"]) == ("small", "Q1", "animals", "1")
+    assert data["runs"][0]["imgs"][ra[0]["g"]] == "../runs/images/img0.png"  # link to the original
     # thumbnails: relative links that resolve, ≤ 256 px, under the run's report_cache
-    for row in ra.values():
-        for key in ("im", "mp"):
-            if row[key]:
-                p = (out.parent / row[key]).resolve()
+    assert all(links[i][1] for i in (0, 1, 2, 3, 5))
+    for pair in links.values():
+        for link in pair:
+            if link:
+                p = (out.parent / link).resolve()
                 assert p.is_file() and p.parent == (a / "report_cache" / "thumbs").resolve()
                 with Image.open(p) as im:
                     assert max(im.size) <= 256
     # the boxes are drawn: GT yellow and prediction red pixels on row 5's thumbnail
-    with Image.open(out.parent / ra[5]["im"]) as im:
+    with Image.open(out.parent / links[5][0]) as im:
         px = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(int)
     assert ((px[:, 0] > 200) & (px[:, 1] > 180) & (px[:, 2] < 80)).any()
     assert ((px[:, 0] > 190) & (px[:, 1] < 70) & (px[:, 2] < 70)).any()

@@ -42,7 +42,7 @@ from .breakdown import (AREA_QUARTILES, BREAKDOWN_TITLES, LENGTH_BUCKETS, PHRASE
 from .mapstore import load_score_map
 from .metrics import THRESHOLDS
 
-CACHE_DIR, THUMB_VERSION = "report_cache", 1
+CACHE_DIR, THUMB_VERSION = "report_cache", 2
 GT_RGB, PRED_RGB = (255, 215, 0), (230, 20, 20)
 EMBED_MAX_ROWS = 400
 
@@ -204,7 +204,9 @@ def make_thumbnails(run: Run, max_side: int = 256, progress: bool = True) -> Dic
             _draw_boxes(base.copy(), rec, scale).save(img_t, quality=82)
             if map_t is not None:
                 score = load_score_map(run.dir, rec["index"])
-                _draw_boxes(_overlay(base, score), rec, scale).save(map_t, quality=82)
+                small = base.copy()
+                small.thumbnail((max(96, max_side // 2),) * 2, Image.BILINEAR)  # a map of ≤ 56 cells needs no more
+                _draw_boxes(_overlay(small, score), rec, scale * small.size[0] / base.size[0]).save(map_t, quality=80)
             done += 1
         if progress and todo > 500 and done % 500 < len(items):
             print(f"[grounding-report] thumbnails {run.dir}: {done}/{todo} ({time.time() - t0:.0f} s)", file=sys.stderr)
@@ -380,23 +382,49 @@ def _data_uri(p: Path) -> str:
 
 def gallery_data(runs: Sequence[Run], thumbs: Sequence[Dict[int, Dict[str, Optional[Path]]]], html_dir: Path,
                  embed: bool) -> Dict[str, Any]:
-    """The JSON the page's script renders: per run, one compact object per row."""
+    """The JSON the page's script renders: per run, one compact object per row.
+
+    Row keys: ``i`` index, ``p`` phrase, ``u`` IoU, ``h`` hit, ``s`` size, ``a`` area quartile, ``l`` length,
+    ``t`` phrase type, ``g`` position of its image in the run's ``imgs``, ``x`` skipped, ``err`` error;
+    thumbnails either embedded (``im``, ``mp`` data URIs) or linked as ``run.tb + k + ".jpg"`` (and
+    ``k + "-m.jpg"`` for the score map when ``m``)."""
     out_runs = []
     for run, th in zip(runs, thumbs):
-        rows = []
+        rows, imgs, img_pos = [], [], {}
+        tb = _rel(run.dir / CACHE_DIR / "thumbs", html_dir) + "/"
         for rec, a in zip(run.records, run.rows):
             t = th.get(int(rec["index"]), {})
-            link = (lambda p: None if p is None else _data_uri(p) if embed else _rel(p, html_dir))
-            rows.append({"i": int(rec["index"]), "p": rec.get("phrase") or "", "u": round(a["iou"], 3),
-                         "h": int(a["hit"]), "s": a["size"], "a": a["area"], "t": a["phrase_type"] or "",
-                         "l": a["length"], "im": link(t.get("image")), "mp": link(t.get("map")),
-                         "src": _rel(Path(rec["image"]), html_dir) if rec.get("image") else None,
-                         "x": 1 if a["skipped"] else 0, "err": rec.get("error") or ""})
+            img = rec.get("image") or ""
+            if img not in img_pos:
+                img_pos[img] = len(imgs)
+                imgs.append(_rel(Path(img), html_dir) if img else "")
+            row = {"i": int(rec["index"]), "p": rec.get("phrase") or "", "u": round(a["iou"], 3), "h": int(a["hit"]),
+                   "s": a["size"], "a": a["area"], "l": a["length"], "g": img_pos[img]}
+            if a["phrase_type"]:
+                row["t"] = a["phrase_type"]
+            if a["skipped"]:
+                row["x"] = 1
+            if rec.get("error"):
+                row["err"] = str(rec["error"])
+            if embed:
+                row["im"] = _data_uri(t["image"]) if t.get("image") else None
+                row["mp"] = _data_uri(t["map"]) if t.get("map") else None
+            elif t.get("image"):
+                row["k"] = t["image"].stem
+                row["m"] = int(t.get("map") is not None)
+            rows.append(row)
         out_runs.append({"label": run.label, "split": run.split, "thr": run.iou_threshold, "cmp": run.iou_compare,
-                         "color": COLORS[len(out_runs) % len(COLORS)], "rows": rows})
+                         "color": COLORS[len(out_runs) % len(COLORS)], "tb": tb, "imgs": imgs, "rows": rows})
     return {"runs": out_runs, "groups": split_groups(runs),
             "buckets": {"s": list(SIZE_BUCKETS), "a": list(AREA_QUARTILES), "l": list(LENGTH_BUCKETS),
                         "t": list(PHRASE_TYPES)}}
+
+
+def thumbnail_links(run: Dict[str, Any], row: Dict[str, Any]):
+    """(boxes, score map) thumbnail links of a row of :func:`gallery_data` (as the page's script makes them)."""
+    if "k" in row:
+        return run["tb"] + row["k"] + ".jpg", (run["tb"] + row["k"] + "-m.jpg") if row.get("m") else None
+    return row.get("im"), row.get("mp")
 
 
 CSS = """
@@ -448,8 +476,11 @@ window.__brokenImage = function(){ broken++; B.dataset.brokenImages = broken; };
 function tags(r){ var t = ['<span class="tag">size ' + esc(r.s) + "</span>", '<span class="tag">area ' + esc(r.a) +
   "</span>", '<span class="tag">' + esc(r.l) + " words</span>"]; if (r.t) t.push('<span class="tag">' + esc(r.t) + "</span>");
   return t.join(""); }
-function figure(r){ return '<div class="imgs"><a href="' + esc(r.src || "#") + '" title="open the original image">' +
-  imgTag(r.im, "boxes") + "</a><span>" + imgTag(r.mp, "score map") + "</span></div>"; }
+function figure(r){ var run = r.run, im = r.im, mp = r.mp;
+  if (r.k){ im = run.tb + r.k + ".jpg"; mp = r.m ? run.tb + r.k + "-m.jpg" : null; }
+  return '<div class="imgs"><a href="' + esc(run.imgs[r.g] || "#") + '" title="open the original image">' +
+  imgTag(im, "boxes") + "</a><span>" + imgTag(mp, "score map") + "</span></div>"; }
+D.runs.forEach(function(run){ run.rows.forEach(function(r){ r.run = run; if (r.t == null) r.t = ""; }); });
 function outcome(r){ return '<span class="badge ' + (r.h ? "hit" : "miss") + '">' + (r.h ? "hit" : "miss") + "</span>"; }
 function uniq(rows, k){ var seen = {}; rows.forEach(function(r){ if (r[k] !== "" && r[k] != null) seen[r[k]] = 1; });
   return Object.keys(seen); }
@@ -564,6 +595,7 @@ if (s.q) G.q.value = s.q;
 G.page = Math.max(0, parseInt(s.page || "0", 10) || 0);
 renderGallery(); renderCompare();
 B.dataset.errors = errors; B.dataset.brokenImages = broken; B.dataset.ready = "1";
+B.dataset.scriptMs = Math.round(performance.now());
 })();
 """
 
