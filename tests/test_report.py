@@ -240,3 +240,29 @@ def test_report_in_headless_chromium(tmp_path):
     assert cards == ["0", "0"]
     assert attrs["flips"] == "2"
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+# -------------------------------------------------------------------------------------- figures
+def test_figure_title_wraps_and_names_the_method():
+    from grounding.evaluation.viz import figure_title
+
+    t = figure_title("a man in a red jacket standing next to a bicycle leaning against the wall", iou=0.5,
+                     method="ours", backbone="ViT-L/14", width=30)
+    lines = t.split("\n")
+    assert lines[0] == "ours · ViT-L/14" and len(lines) >= 3 and max(map(len, lines)) <= 30
+    assert lines[-1].endswith("(IoU 0.50)")
+    assert figure_title("dog", title="custom") == "custom"
+
+
+@pytest.mark.parametrize("h, w", [(60, 480), (480, 60), (200, 300)])
+def test_figure_has_no_blank_strip(tmp_path, h, w):
+    from grounding.evaluation.viz import save_figure
+
+    img = np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    p = save_figure(tmp_path / "f.png", img, np.random.default_rng(1).random((7, 7)), [5, 5, w // 2, h // 2], "a phrase",
+                    gt_box=[0, 0, w // 3, h // 3], iou=0.3, method="ours", backbone="toy")
+    save_figure(tmp_path / "old.png", img, None, [5, 5, 20, 20], "old call", [0, 0, 9, 9], "a title")  # old signature
+    px = np.asarray(Image.open(p).convert("L"))
+    blank_rows = (px > 250).all(axis=1).mean()
+    blank_cols = (px > 250).all(axis=0).mean()
+    assert blank_rows < 0.3 and blank_cols < 0.3, (blank_rows, blank_cols)

@@ -53,8 +53,11 @@ def save_figure(path, image: np.ndarray, score_map: Optional[np.ndarray], pred_b
     ncols = 2 if score_map is not None else 1
     panel_w = 5.0
     panel_h = panel_w * h / max(w, 1)
-    fig, axes = plt.subplots(1, ncols, figsize=(panel_w * ncols + (0.8 if ncols == 2 else 0), panel_h + 1.0),
-                             squeeze=False)
+    if panel_h > 6.0:  # tall portrait: cap the height, narrow the panel
+        panel_h, panel_w = 6.0, 6.0 * w / max(h, 1)
+    n_title = figure_title(phrase, title=title, iou=iou, method=method, backbone=backbone, width=45 * ncols).count("\n") + 1
+    fig, axes = plt.subplots(1, ncols, figsize=(max(3.0, panel_w * ncols + (0.8 if ncols == 2 else 0)), panel_h + 0.3 + 0.22 * n_title),
+                             squeeze=False, layout="constrained")
     ax = axes[0, 0]
     ax.imshow(image)
     handles = []
@@ -72,7 +75,10 @@ def save_figure(path, image: np.ndarray, score_map: Optional[np.ndarray], pred_b
         ax2.imshow(up, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax2.add_patch(_box_patch(pred_box, PRED_COLOR))
         ax2.set_title("score map", fontsize=10)
-        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), ax=ax2, fraction=0.046, pad=0.03)
+        from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+        cax = make_axes_locatable(ax2).append_axes("right", size="4%", pad=0.06)  # as tall as the image
+        cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap="jet"), cax=cax)
         cb.set_label("score (min-max normalised)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
     for a in axes[0]:
