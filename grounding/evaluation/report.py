@@ -123,7 +123,7 @@ def load_run(run_dir) -> Run:
     cmp_ = str(metrics.get("iou_compare", identity.get("iou_compare", ">")))
     run = Run(run_dir, identity, metrics, records, thr, cmp_)
     run.rows = annotate(records, thr, cmp_)
-    run.breakdowns = metrics.get("breakdowns") or breakdowns(records, thr, cmp_)
+    run.breakdowns = breakdowns(records, thr, cmp_)  # recomputed: same buckets as the gallery, sizes filled in
     return run
 
 

@@ -6,6 +6,7 @@ Layout of a run directory::
     predictions.jsonl   one JSON object per evaluated row, appended as rows finish
     metrics.json        Acc@IoU and friends, written atomically at the end
     figures/            Fig. 4-style pictures for the first ``viz`` rows
+    maps/               a small score-map thumbnail per row, for grounding-report (``save_maps``)
 
 Restarting on the same directory skips rows already in ``predictions.jsonl`` (a torn last line,
 from a killed process, is detected and redone).
