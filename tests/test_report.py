@@ -192,6 +192,13 @@ def test_report_links_cached_thumbnails_and_compares_runs(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in (a / "report_cache").rglob("*.jpg")}
     build_report([a, b], out, embed="never", progress=False)
     assert {p: p.stat().st_mtime_ns for p in (a / "report_cache").rglob("*.jpg")} == stamps
+    # a changed prediction gets a new picture; the stale one goes
+    recs = [json.loads(ln) for ln in (a / "predictions.jsonl").read_text().splitlines()]
+    recs[0]["pred_box"] = [1.0, 1.0, 9.0, 9.0]
+    (a / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    build_report([a, b], out, embed="never", progress=False)
+    changed = set((a / "report_cache").rglob("*.jpg")) ^ set(stamps)
+    assert len(changed) == 4 and all(p.name.startswith("000000-") for p in changed)
 
 
 def test_report_embeds_small_runs_and_cli(tmp_path, capsys):

@@ -171,7 +171,8 @@ def _thumb_key(rec: Dict[str, Any], map_file: Path, max_side: int) -> str:
 def make_thumbnails(run: Run, max_side: int = 256, progress: bool = True) -> Dict[int, Dict[str, Optional[Path]]]:
     """Per row index: ``{"image": path, "map": path or None}`` JPEG thumbnails under
     ``RUN_DIR/report_cache/thumbs/`` — the image with GT (yellow) and predicted (red) boxes, and the
-    score-map overlay. Files named by a hash of what they show are reused, never redrawn."""
+    score-map overlay. Files named by a hash of what they show are reused, never redrawn; files of
+    predictions the run no longer holds are removed."""
     from PIL import Image
 
     from .mapstore import map_path
@@ -210,6 +211,10 @@ def make_thumbnails(run: Run, max_side: int = 256, progress: bool = True) -> Dic
             done += 1
         if progress and todo > 500 and done % 500 < len(items):
             print(f"[grounding-report] thumbnails {run.dir}: {done}/{todo} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    wanted = {p.name for t in result.values() for p in t.values() if p is not None}
+    for p in out_dir.glob("*.jpg"):  # pictures of predictions the run no longer holds
+        if p.name not in wanted:
+            p.unlink()
     return result
 
 
@@ -269,7 +274,8 @@ def curve_plot(runs: Sequence[Run]) -> str:
     for k, run in enumerate(runs):
         c = run.breakdowns.get("acc_curve", {})
         ts = sorted(float(t) for t in c)
-        ax.plot(ts, [100 * c[f"{t:.1f}"]["acc"] for t in ts], "o-", ms=3, label=run.label, color=COLORS[k % len(COLORS)])
+        ax.plot(ts, [100 * c[f"{t:.1f}"]["acc"] for t in ts], "o-", ms=3, label=run.label,
+                color=COLORS[k % len(COLORS)])
     for thr in sorted({r.iou_threshold for r in runs}):
         ax.axvline(thr, color="grey", ls=":", lw=1)
     ax.set_xlabel("IoU threshold")
@@ -342,8 +348,8 @@ def breakdown_table(runs: Sequence[Run], key: str) -> str:
         if rng:
             extra = f" <span class='muted'>({100 * rng[0]:.1f}–{100 * rng[1]:.1f}% of image)</span>"
         cells = "".join(_pct(r.breakdowns.get(key, {}).get(b)) for r in runs)
-        cells += "".join(_delta_cell(runs[base[i]].breakdowns.get(key, {}).get(b), runs[i].breakdowns.get(key, {}).get(b))
-                         for i in dcols)
+        cells += "".join(_delta_cell(runs[base[i]].breakdowns.get(key, {}).get(b),
+                                     runs[i].breakdowns.get(key, {}).get(b)) for i in dcols)
         body.append(f"<tr><th class='rowh'>{_e(b)}{extra}</th>{cells}</tr>")
     return f"<table class='bd'><tr><th></th>{head}</tr>{''.join(body)}</table>"
 
@@ -610,12 +616,14 @@ def render_html(runs: Sequence[Run], data: Dict[str, Any], title: str) -> str:
                    if key == "by_phrase_type" else "rows carry no image size")
             sections.append(f"<div class='panel'><h3>{_e(name)}</h3><p class='muted'>Not available: {why}.</p></div>")
             continue
-        sections.append(f"<div class='panel'><h3>{_e(name)}</h3>{table}<div class='plot'>{plots[key] or ''}</div></div>")
+        sections.append(f"<div class='panel'><h3>{_e(name)}</h3>{table}"
+                        f"<div class='plot'>{plots[key] or ''}</div></div>")
     curve_tab = breakdown_table(runs, "acc_curve").replace("<th class='rowh'>", "<th class='rowh'>IoU &gt; ")
     if runs and runs[0].iou_compare == ">=":
         curve_tab = curve_tab.replace("IoU &gt; ", "IoU ≥ ")
     curve = (f"<div class='panel'><h3>Accuracy over IoU thresholds</h3>{curve_tab}</div>"
-             f"<div class='panel'><h3>Acc-vs-IoU curve and IoU distribution</h3><div class='plot'>{curve_plot(runs)}</div>"
+             f"<div class='panel'><h3>Acc-vs-IoU curve and IoU distribution</h3>"
+             f"<div class='plot'>{curve_plot(runs)}</div>"
              f"<div class='plot'>{iou_hist_plot(runs)}</div></div>")
     groups = [g for g in split_groups(runs) if len(g) > 1]
     compare = ""
@@ -693,7 +701,8 @@ def main(argv=None) -> int:
     ap.add_argument("--embed", choices=["auto", "always", "never"], default="auto",
                     help=f"embed thumbnails in the page (auto: when the runs hold ≤ {EMBED_MAX_ROWS} rows); "
                          "otherwise they are linked from RUN_DIR/report_cache/ by relative path")
-    ap.add_argument("--thumb-size", type=int, default=256, help="longer side of thumbnails, px (≤ 256 keeps pages light)")
+    ap.add_argument("--thumb-size", type=int, default=256,
+                    help="longer side of thumbnails, px (≤ 256 keeps pages light)")
     ap.add_argument("--page-size", type=int, default=60, help="gallery cards per page")
     ap.add_argument("--title", default=None)
     a = ap.parse_args(argv)
