@@ -7,7 +7,7 @@ BACKBONE ?=
 METHOD  ?=
 ARGS    ?=
 
-.PHONY: setup test eval tables bench clean
+.PHONY: setup test eval tables bench report clean
 
 setup: $(VENV)/.done
 
@@ -26,6 +26,13 @@ eval: setup
 
 tables: setup
 	$(VENV)/bin/grounding-tables $(ARGS)
+
+# HTML error-analysis report of the demo runs (made by `make eval` when absent); REPORT_RUNS=DIR… for others
+REPORT_RUNS ?= multirun/demo
+report: setup
+	@if [ "$(REPORT_RUNS)" = multirun/demo ] && ! find multirun/demo -name predictions.jsonl 2>/dev/null | grep -q .; then \
+	  $(MAKE) eval; fi
+	$(VPY) -m grounding.evaluation.report $(REPORT_RUNS) -o outputs/report.html
 
 bench: setup
 	$(VPY) scripts/bench_box_search.py

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     image = np.asarray(to_pil_rgb(image_path))
     out = loc(image, phrase)
     png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
-    save_figure(png, image, out.score_map, out.box, phrase)
+    save_figure(png, image, out.score_map, out.box, phrase, method=cfg.method.name, backbone=str(cfg.backbone.name))
     print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],
                       "cell_box": list(out.cell_box), "map_size": list(out.score_map.shape),
                       "backbone": str(cfg.backbone.name), "method": cfg.method.name, "figure": str(png)}))

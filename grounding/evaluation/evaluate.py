@@ -159,7 +159,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
     metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
                         viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0), progress=bool(cfg.get("progress", True)),
-                        data_root=str(cfg.data_root))
+                        data_root=str(cfg.data_root), save_maps=bool(cfg.get("save_maps", True)))
     metrics["run_dir"] = str(run_dir)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
           f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")
