@@ -18,7 +18,7 @@ from PIL import Image
 
 from grounding.evaluation.breakdown import annotate, area_edges, breakdowns, length_bucket, size_bucket
 from grounding.evaluation.mapstore import load_score_map, map_thumbnail, save_score_map
-from grounding.evaluation.metrics import GroundingEvaluator, box_iou
+from grounding.evaluation.evaluator import GroundingEvaluator, box_iou
 from grounding.evaluation.report import build_report, find_run_dirs, main, thumbnail_links
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "test-artifacts"

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .metrics import THRESHOLDS, box_iou
+from .evaluator import THRESHOLDS, box_iou, hit
 
 SIZE_BUCKETS = ("small", "medium", "large")
 COCO_SMALL, COCO_MEDIUM = 32 ** 2, 96 ** 2  # pycocotools areaRng: small < 32², medium < 96²
@@ -44,11 +44,8 @@ def row_iou(rec: Dict[str, Any]) -> float:
 
 
 def is_hit(iou, iou_threshold: float, iou_compare: str = ">"):
-    """The run's hit rule: IoU > threshold (the reference's, default) or IoU ≥ threshold."""
-    if iou_compare not in IOU_COMPARE:
-        raise ValueError(f"iou_compare must be one of {IOU_COMPARE}, got {iou_compare!r}")
-    iou = np.asarray(iou, dtype=np.float64)
-    return iou > iou_threshold if iou_compare == ">" else iou >= iou_threshold
+    """The run's hit rule (the evaluator's :func:`~grounding.evaluation.evaluator.hit`)."""
+    return hit(np.asarray(iou, dtype=np.float64), iou_threshold, iou_compare)
 
 
 def gt_area(rec: Dict[str, Any]) -> Optional[float]:

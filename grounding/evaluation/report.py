@@ -30,7 +30,7 @@ import os
 import re
 import sys
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -40,7 +40,6 @@ import numpy as np
 from .breakdown import (AREA_QUARTILES, BREAKDOWN_TITLES, LENGTH_BUCKETS, PHRASE_TYPES, SIZE_BUCKETS, annotate,
                         breakdowns, delta)
 from .mapstore import load_score_map
-from .metrics import THRESHOLDS
 
 CACHE_DIR, THUMB_VERSION = "report_cache", 2
 GT_RGB, PRED_RGB = (255, 215, 0), (230, 20, 20)

@@ -22,7 +22,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-import numpy as np
 
 from .evaluator import GroundingEvaluator
 from .mapstore import save_score_map
