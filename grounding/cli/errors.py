@@ -25,6 +25,13 @@ def user_errors() -> Tuple[Type[BaseException], ...]:
     return tuple(errs)
 
 
+def short_warnings() -> None:
+    """Warnings as one line (``warning: …``) instead of Python's two-line format with source."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+
+
 def debug_requested(argv=None) -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or "--debug" in (argv or [])
 

@@ -56,6 +56,19 @@ def preflight(cfg: DictConfig) -> None:
     if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
                                                          "bfloat16"):
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
+    if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
+        raise ConfigError(f"data_root={cfg.data_root} is not a folder; point it at the folder holding "
+                          f"ds_csv_ann/ (see README's data layout)")
+    if cfg.backbone.get("library", "openai") == "openai":  # the weights file, before torch is imported
+        from ..models.names import resolve_checkpoint
+
+        resolve_checkpoint(cfg.backbone.name, cfg.backbone.get("cache_dir"))
+    if str(cfg.get("device", "cpu")).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={cfg.device} but torch sees no GPU (torch.cuda.is_available() is False); "
+                              f"use device=cpu")
     validate_method_config(cfg)
 
 
