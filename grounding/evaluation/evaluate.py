@@ -105,8 +105,16 @@ def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
     from ..methods.dense import FEATURE_VERSION
 
     spec = run_spec(cfg)
+    params = json_safe(getattr(method, "params", {}))
+    try:
+        paper = json_safe(type(method).default_params(backbone, cfg.family.name))
+    except Exception:  # a method without per-backbone defaults
+        paper = {}
     spec.update({
-        "method_params": json_safe(getattr(method, "params", {})),
+        "method_params": params,
+        # what differs from the paper's values for this backbone × family (tables pick runs with none)
+        "overrides": {k: v for k, v in params.items() if k in paper and paper[k] != v},
+        "tuned": bool(getattr(method, "tuned", True)),
         "backbone_file": json_safe(backbone.identity()) if backbone is not None else None,
         "annotations": {os.path.abspath(f): file_sha256(f) for f in split.source_files},
         "split_rows": len(split),

@@ -383,5 +383,6 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "backbone": (identity.get("backbone") or {}).get("name"),
         "backbone_key": (identity.get("backbone") or {}).get("key"),
         "family": identity.get("family"), "params": identity.get("method_params", {}),
-        "overrides": identity.get("overrides", {}), "shard": identity.get("shard"), "limit": identity.get("limit"),
+        "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
+        "shard": identity.get("shard"), "limit": identity.get("limit"),
     })
