@@ -337,6 +337,6 @@ def test_zoo_and_refcoco_tables_from_runs(tmp_path):
     labels = list(zoo.display.iloc[:, 0])
     assert labels == ["ours (vit_b16)", "maskclip (vit_b16) †"]  # untuned rows marked, ours first for reference
     assert list(zoo.display.columns)[1:] == ["flickr_s1", "refcoco_testA"] and "not tuned" in zoo.notes[0]
-    assert list(zoo.display["flickr_s1"]) == ["35.7", "25"] and list(zoo.display["refcoco_testA"]) == ["40", ""]
+    assert list(zoo.display["flickr_s1"]) == ["35.7", "25.0"] and list(zoo.display["refcoco_testA"]) == ["40.0", ""]
     ref = t["table_refcoco"]
-    assert list(ref.display.columns) == ["method (backbone)", "refcoco_testA"] and list(ref.display.iloc[:, 1]) == ["40"]
+    assert list(ref.display.columns) == ["method (backbone)", "refcoco_testA"] and list(ref.display.iloc[:, 1]) == ["40.0"]
