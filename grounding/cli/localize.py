@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import List
 
-from .errors import debug_requested, fail, short_warnings, user_errors
+from ..errors import debug_requested, fail, short_warnings, user_errors
 
 
 def usage() -> str:

@@ -30,9 +30,10 @@ def method_params(cfg: DictConfig) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if k not in NON_PARAMS}
 
 
-def preflight(cfg: DictConfig) -> None:
+def preflight(cfg: DictConfig, files: bool = True) -> None:
     """Cheap checks with one-line messages, before torch is imported or a model loads: values of the
-    run options, the split's comparison, every method hyperparameter (types, ranges, unknown keys)."""
+    run options, the split's comparison, every method hyperparameter (types, ranges, unknown keys); with
+    ``files``, also the data root, the weights file and the GPU."""
     limit = cfg.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit={limit!r}: expected an integer >= 1 (or leave it unset for the whole split)")
@@ -56,6 +57,9 @@ def preflight(cfg: DictConfig) -> None:
     if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
                                                          "bfloat16"):
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
+    validate_method_config(cfg)
+    if not files:
+        return
     if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
         raise ConfigError(f"data_root={cfg.data_root} is not a folder; point it at the folder holding "
                           f"ds_csv_ann/ (see README's data layout)")
@@ -69,7 +73,6 @@ def preflight(cfg: DictConfig) -> None:
         if not torch.cuda.is_available():
             raise ConfigError(f"device={cfg.device} but torch sees no GPU (torch.cuda.is_available() is False); "
                               f"use device=cpu")
-    validate_method_config(cfg)
 
 
 def validate_method_config(cfg: DictConfig) -> None:

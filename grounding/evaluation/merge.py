@@ -83,7 +83,7 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
 
 
 def main(argv=None) -> int:
-    from ..cli.errors import guarded
+    from ..errors import guarded
 
     ap = argparse.ArgumentParser(prog="grounding-merge", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

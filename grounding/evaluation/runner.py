@@ -25,12 +25,13 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from .evaluator import GroundingEvaluator
 from .mapstore import save_score_map
+from ..errors import GroundingError
 
 log = logging.getLogger(__name__)
 PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
 
 
-class RunError(RuntimeError):
+class RunError(GroundingError, RuntimeError):
     """A run directory cannot be used as asked (another writer, another configuration, a corrupt file)."""
 
 
