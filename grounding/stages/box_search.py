@@ -225,13 +225,13 @@ def hierarchical_box_search(score_map, alpha: float, downsample: int = 8, device
 
 
 def search_box(score_map, alpha: float, method: str = "exact", *, device="cpu") -> Box:
-    """Box maximising (mass inside / total) − α·(area / map area): inclusive cells (x1, y1, x2, y2)."""
+    """Box maximising (mass inside / total) − α·(area / map area): inclusive cells (x1, y1, x2, y2) as
+    plain Python ints."""
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha)):
         raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-    if method == "exact":
-        return exact_box_search(score_map, alpha, device)
-    if method == "hierarchical":
-        return hierarchical_box_search(score_map, alpha, device=device)
-    if method == "brute_force":
-        return brute_force_box_search(score_map, alpha)
-    raise ValueError(f"box_search method must be one of {METHODS}, got {method!r}")
+    searches = {"exact": lambda: exact_box_search(score_map, alpha, device),
+                "hierarchical": lambda: hierarchical_box_search(score_map, alpha, device=device),
+                "brute_force": lambda: brute_force_box_search(score_map, alpha)}
+    if method not in searches:
+        raise ValueError(f"box_search method must be one of {METHODS}, got {method!r}")
+    return tuple(int(v) for v in searches[method]())
