@@ -33,7 +33,8 @@ def main(argv=None) -> int:
         return 2
     try:
         loc = Localizer(cfg.backbone.name, cfg.method.name, device=cfg.device, precision=cfg.precision,
-                        family=cfg.family, cache_dir=cfg.backbone.cache_dir, **method_overrides(cfg.method))
+                        family=cfg.family, cache_dir=cfg.backbone.get("cache_dir"),
+                        pretrained=cfg.backbone.get("pretrained"), **method_overrides(cfg.method))
     except BackboneError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
