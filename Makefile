@@ -6,8 +6,13 @@ SPLIT   ?=
 BACKBONE ?=
 METHOD  ?=
 ARGS    ?=
+DATA_ROOT ?= data
+PAPER_CSV := $(DATA_ROOT)/ds_csv_ann/flickr30k_c1/csv_dir/test.csv
+# `make eval` with no SPLIT/BACKBONE/METHOD: the paper's protocol (conf/experiment/paper.yaml) when ZSGNet's
+# annotations are under DATA_ROOT, else the bundled demo (conf/experiment/demo.yaml). Chosen here, visibly.
+EXPERIMENT ?= $(if $(SPLIT)$(BACKBONE)$(METHOD),,$(if $(wildcard $(PAPER_CSV)),paper,demo))
 
-.PHONY: setup test eval tables bench clean
+.PHONY: setup test eval tables bench report clean
 
 setup: $(VENV)/.done
 
@@ -22,10 +27,19 @@ test: setup
 	$(VPY) -m pytest -q
 
 eval: setup
-	$(VPY) -m grounding.eval $(if $(SPLIT),split=$(SPLIT)) $(if $(BACKBONE),backbone=$(BACKBONE)) $(if $(METHOD),method=$(METHOD)) $(ARGS)
+	@$(if $(filter demo,$(EXPERIMENT)),echo "[make eval] no ZSGNet annotations at $(PAPER_CSV): running the bundled demo (experiment=demo)",true)
+	@$(if $(filter paper,$(EXPERIMENT)),echo "[make eval] ZSGNet annotations found: running the paper's protocol (experiment=paper)",true)
+	$(VPY) -m grounding.eval $(if $(EXPERIMENT),experiment=$(EXPERIMENT)) $(if $(SPLIT),split=$(SPLIT)) $(if $(BACKBONE),backbone=$(BACKBONE)) $(if $(METHOD),method=$(METHOD)) data_root=$(DATA_ROOT) $(ARGS)
 
 tables: setup
 	$(VENV)/bin/grounding-tables $(ARGS)
+
+# HTML error-analysis report of the demo runs (made by `make eval` when absent); REPORT_RUNS=DIR… for others
+REPORT_RUNS ?= multirun/demo
+report: setup
+	@if [ "$(REPORT_RUNS)" = multirun/demo ] && ! find multirun/demo -name predictions.jsonl 2>/dev/null | grep -q .; then \
+	  $(MAKE) eval; fi
+	$(VPY) -m grounding.evaluation.report $(REPORT_RUNS) -o outputs/report.html
 
 bench: setup
 	$(VPY) scripts/bench_box_search.py

@@ -10,23 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from .methods import hparams
+from .paths import conf_dir  # noqa: F401  (re-exported)
 
 SPEC_VERSION = 1  # bump when the meaning of a run specification changes
-
-
-def conf_dir() -> Path:
-    """``$GROUNDING_CONF`` or the repository's conf/ (the package is installed editable)."""
-    env = os.environ.get("GROUNDING_CONF")
-    p = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
-    if not (p / "config.yaml").is_file():
-        raise FileNotFoundError(f"Hydra config folder not found at {p} (set GROUNDING_CONF)")
-    return p
 
 
 def options(group: str) -> List[str]:

@@ -11,6 +11,7 @@ predictions.jsonl, metrics.json and run.json (see grounding.evaluation.runner).
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import List
@@ -19,10 +20,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from .cli.errors import EXIT_USAGE, debug_requested, fail, user_errors
+from .errors import EXIT_USAGE, debug_requested, fail, short_warnings, user_errors
 from .config import conf_dir
 
-_NO_PREFLIGHT = {"--help", "-h", "--hydra-help", "--shell-completion", "-sc", "--info", "-i"}
+_NO_PREFLIGHT = {"--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
+_INSPECT = {"--cfg", "-c", "--info", "-i", "--resolve", "-p", "--package"}  # compose and validate, no file checks
 
 
 def evaluate(cfg: DictConfig, run_dir: Path):
@@ -58,7 +60,7 @@ def override_combinations(args: List[str], most: int = 64) -> List[List[str]]:
     return [list(c) for c in itertools.islice(itertools.product(*choices), most)]
 
 
-def check_command_line(args: List[str]) -> None:
+def check_command_line(args: List[str], files: bool = True) -> None:
     """Compose and validate every job of this command line; raise ConfigError with one line on a mistake."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -72,7 +74,7 @@ def check_command_line(args: List[str]) -> None:
             cfg = compose("config", overrides)
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(_short_hydra_error(e, overrides)) from None
-        preflight(cfg)
+        preflight(cfg, files=files)
 
 
 def _short_hydra_error(e: Exception, overrides: List[str]) -> str:
@@ -81,16 +83,23 @@ def _short_hydra_error(e: Exception, overrides: List[str]) -> str:
     key = next((line.split("full_key:", 1)[1].strip() for line in msg if "full_key:" in line), None)
     if "not in struct" in str(e) and key:
         return f"unknown key {key!r} ({' '.join(overrides)}); see --help for the keys, or prefix + to add one"
-    if "Could not find" in text or "MissingConfig" in type(e).__name__:
-        return " ".join(" ".join(msg[:3]).split())
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        from .config import options
+
+        group, option = missing.groups()
+        return f"unknown {group} {option!r}; choose one of: {' '.join(options(group))}"
+    if text.startswith("Could not override"):
+        return f"{text} No such key in the config: see --help for the keys (prefix + to add a new one)"
     return text
 
 
 def main() -> None:
     args = sys.argv[1:]
+    short_warnings()
     if not any(a.split("=", 1)[0] in _NO_PREFLIGHT for a in args):
         try:
-            check_command_line(args)
+            check_command_line(args, files=not any(a.split("=", 1)[0] in _INSPECT for a in args))
         except user_errors() as e:
             if debug_requested(args):
                 raise

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from parity_cases import CASES, case_image, tiny_checkpoints  # noqa: E402

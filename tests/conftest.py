@@ -7,6 +7,7 @@ import pytest
 
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # parity_cases
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))  # reference-style code the benchmarks use
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,3 +20,20 @@ def test_quick_mode_runs(tmp_path, script, expect):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert expect in out.read_text()
+
+
+def test_tuning_recipe_reads_a_sweep_and_prints_the_line(tmp_path):
+    import json
+
+    for k, (acc, a, t) in enumerate([(0.2, 0.7, 0.01), (0.4, 0.8, 0.02), (0.3, 0.9, 0.01)]):
+        d = tmp_path / f"job{k}"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"accuracy": acc, "n": 5, "params": {"alpha": a, "temperature": t}}))
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "tune.py"), "--method", "maskclip", "--backbone",
+                        "vit_b16", "--split", "vg_val", "--from-sweep", str(tmp_path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert 'TUNED[("maskclip", "vit_b16", "vg")] = {"alpha": 0.8, "temperature": 0.02}' in r.stdout
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "tune.py"), "--method", "gem", "--backbone", "vit_b16",
+                        "--split", "flickr_s1", "--print-only"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "test split" in r.stderr  # never tune on a test split

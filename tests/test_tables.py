@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES, ROOT
-from grounding.evaluation.tables import (PAPER_CSV, SPLITS, build_tables, latex_text, main as tables_main,
+from grounding.evaluation.tables import (PAPER_CSV, build_tables, split_names, latex_text, main as tables_main,
                                          paper_results, write_tables)
 
 
@@ -172,7 +172,8 @@ def test_package_paper_results_are_complete():
     by_table = df.groupby("table").size().to_dict()
     assert by_table == {"1": 34, "2": 30, "3": 24, "A1": 4}
     acc = df[df.table != "A1"]
-    assert set(acc.metric) == {"acc"} and set(acc.split) <= set(SPLITS)
+    assert set(acc.metric) == {"acc"} and set(acc.split) <= set(split_names())
+    assert split_names() == ["flickr_all", "flickr_other", "flickr_s0", "flickr_s1", "vg_s0", "vg_s1"]
     t1 = acc[acc.table == "1"]
     assert t1.groupby(["method", "backbone"]).size().to_dict() == {
         ("zsgnet", ""): 6, ("wang_et_al", ""): 2, ("parcalabescu_et_al", ""): 2, ("crop_rank", "vit_l14"): 6,
@@ -318,3 +319,24 @@ def test_bad_paper_or_bench_file_is_named(tmp_path, capsys):
     bad.write_text("name,seconds\nx,1\n")
     with pytest.raises(ValueError, match="bench.csv: not a scripts/bench_box_search.py CSV"):
         build_tables([], PAPER_CSV, bad)
+
+
+def _fake_run(root, name, **m):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(dict({"n": 10, "iou_threshold": 0.5, "params": {}, "overrides": {}}, **m)))
+
+
+def test_zoo_and_refcoco_tables_from_runs(tmp_path):
+    _fake_run(tmp_path, "a", split="flickr_s1", method="maskclip", backbone_key="vit_b16", accuracy=0.25, tuned=False)
+    _fake_run(tmp_path, "b", split="flickr_s1", method="ours", backbone_key="vit_b16", accuracy=0.357)
+    _fake_run(tmp_path, "c", split="refcoco_testA", method="ours", backbone_key="vit_b16", accuracy=0.4,
+              iou_threshold=0.5)
+    t = build_tables([tmp_path])
+    zoo = t["table_zoo_dense_methods"]
+    labels = list(zoo.display.iloc[:, 0])
+    assert labels == ["ours (vit_b16)", "maskclip (vit_b16) †"]  # untuned rows marked, ours first for reference
+    assert list(zoo.display.columns)[1:] == ["flickr_s1", "refcoco_testA"] and "not tuned" in zoo.notes[0]
+    assert list(zoo.display["flickr_s1"]) == ["35.7", "25.0"] and list(zoo.display["refcoco_testA"]) == ["40.0", ""]
+    ref = t["table_refcoco"]
+    assert list(ref.display.columns) == ["method (backbone)", "refcoco_testA"] and list(ref.display.iloc[:, 1]) == ["40.0"]

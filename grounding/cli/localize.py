@@ -1,51 +1,107 @@
-"""``grounding-localize IMAGE "a phrase" [Hydra overrides]``: print the box as JSON, save a figure.
+"""``grounding-localize IMAGE "a phrase" [KEY=VALUE ...]``: one image, one phrase → the box as JSON and a
+figure (PNG).
 
-Examples::
+Options (Hydra overrides, after the phrase; defaults in brackets):
+  backbone=NAME        {backbones} [vit_l14]
+  backbone.name=PATH   a checkpoint file instead of the preset's ~/.cache/clip/<file>
+  method=NAME          {methods} [ours]
+  family=NAME          whose paper hyperparameters: {families} [flickr]
+  method.KEY=VALUE     a hyperparameter, e.g. method.alpha=0.7 method.temperature=0.02
+  device=cpu|cuda      [cpu]         precision=auto|fp32|fp16|bf16   [auto: fp16 on CUDA, fp32 on CPU]
+  out=PATH             the figure [./<image stem>_localized.png]
+  --debug              show tracebacks (also HYDRA_FULL_ERROR=1)
 
-    grounding-localize photo.jpg "a dog on the grass" backbone=vit_b16
-    grounding-localize photo.jpg "the red car" backbone.name=/path/to/ViT-B-32.pt method.alpha=0.7
-    grounding-localize photo.jpg "a man" backbone=rn50x4 method=denseclip device=cuda
+Examples:
+  grounding-localize photo.jpg "a dog on the grass" backbone=vit_b16
+  grounding-localize photo.jpg "the red car" backbone=vit_b32 backbone.name=/path/to/ViT-B-32.pt method.alpha=0.7
+  grounding-localize photo.jpg "a man" backbone=rn50x4 method=denseclip device=cuda out=man.png
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import List
 
-import numpy as np
+from ..errors import debug_requested, fail, short_warnings, user_errors
+
+
+def usage() -> str:
+    from ..config import options
+
+    return __doc__.format(backbones=" ".join(options("backbone")), methods=" ".join(options("method")),
+                          families=" ".join(options("family")))
+
+
+def check_image(path: str) -> None:
+    """Cheap checks before torch is imported: the path exists, is a file, and PIL can identify it."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..methods.base import ConfigError
+
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"image not found: {path}")
+    if not p.is_file():
+        raise ConfigError(f"image path is a directory, not a file: {path}")
+    try:
+        with Image.open(p) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ConfigError(f"{path} is not an image PIL can read ({type(e).__name__}); give a JPEG/PNG/…") from None
+
+
+def run(argv: List[str]) -> int:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import compose
+    from ..eval import _short_hydra_error
+    from ..evaluation.evaluate import validate_method_config
+    from ..methods.base import ConfigError
+
+    image_path, phrase, overrides = argv[0], argv[1], [a for a in argv[2:] if a != "--debug"]
+    check_image(image_path)
+    try:
+        cfg = compose("localize", overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_short_hydra_error(e, overrides)) from None
+    validate_method_config(cfg)
+
+    import numpy as np
+
+    from ..data.images import to_pil_rgb
+    from ..evaluation.evaluate import build_method, load_backbone_for
+    from ..evaluation.viz import save_figure
+
+    method = build_method(cfg, load_backbone_for(cfg))
+    image = np.asarray(to_pil_rgb(image_path))
+    out = method.localize_prepared(method.prepare(image), phrase)
+    png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
+    save_figure(png, image, out.score_map, out.box, phrase, method=cfg.method.name, backbone=str(cfg.backbone.name))
+    print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],
+                      "cell_box": list(out.cell_box) if out.cell_box else None,
+                      "map_size": list(out.score_map.shape) if out.score_map is not None else None,
+                      "backbone": str(cfg.backbone.name), "method": cfg.method.name,
+                      "params": method.params, "figure": str(png)}))
+    return 0
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) < 2 or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    image_path, phrase, overrides = argv[0], argv[1], argv[2:]
-    from ..models.backbones import BackboneError
-    from ..config import compose, method_overrides
-    from ..api import Localizer
-    from ..data.images import to_pil_rgb
-    from ..evaluation.viz import save_figure
-
-    cfg = compose("localize", overrides)
-    if not Path(image_path).is_file():
-        print(f"error: image not found: {image_path}", file=sys.stderr)
-        return 2
+    short_warnings()
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage())
+        return 0
+    if len([a for a in argv if a != "--debug"]) < 2:
+        print(usage(), file=sys.stderr)
+        return fail("give an image and a phrase: grounding-localize IMAGE \"a phrase\" [KEY=VALUE ...]")
     try:
-        loc = Localizer(cfg.backbone.name, cfg.method.name, device=cfg.device, precision=cfg.precision,
-                        family=cfg.family, cache_dir=cfg.backbone.get("cache_dir"),
-                        pretrained=cfg.backbone.get("pretrained"), **method_overrides(cfg.method))
-    except BackboneError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    image = np.asarray(to_pil_rgb(image_path))
-    out = loc(image, phrase)
-    png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
-    save_figure(png, image, out.score_map, out.box, phrase)
-    print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],
-                      "cell_box": list(out.cell_box), "map_size": list(out.score_map.shape),
-                      "backbone": str(cfg.backbone.name), "method": cfg.method.name, "figure": str(png)}))
-    return 0
+        return run(argv)
+    except user_errors() as e:
+        if debug_requested(argv):
+            raise
+        return fail(str(e))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ import logging
 import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
+from ..errors import GroundingError
 
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(GroundingError, ValueError):
     """A split cannot be read; the message names the file (and row) and what is wrong."""
 
 

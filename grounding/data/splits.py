@@ -26,7 +26,7 @@ class SplitInfo:
 
 
 def _conf_dir():
-    from ..config import conf_dir
+    from ..paths import conf_dir
 
     return conf_dir()
 

@@ -30,9 +30,10 @@ def method_params(cfg: DictConfig) -> Dict[str, Any]:
     return {k: v for k, v in d.items() if k not in NON_PARAMS}
 
 
-def preflight(cfg: DictConfig) -> None:
+def preflight(cfg: DictConfig, files: bool = True) -> None:
     """Cheap checks with one-line messages, before torch is imported or a model loads: values of the
-    run options, the split's comparison, every method hyperparameter (types, ranges, unknown keys)."""
+    run options, the split's comparison, every method hyperparameter (types, ranges, unknown keys); with
+    ``files``, also the data root, the weights file and the GPU."""
     limit = cfg.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit={limit!r}: expected an integer >= 1 (or leave it unset for the whole split)")
@@ -56,8 +57,23 @@ def preflight(cfg: DictConfig) -> None:
     if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
                                                          "bfloat16"):
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
-    check_backbone_config(cfg)
+    check_backbone_config(cfg, files=files)
     validate_method_config(cfg)
+    if not files:
+        return
+    if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
+        raise ConfigError(f"data_root={cfg.data_root} is not a folder; point it at the folder holding "
+                          f"ds_csv_ann/ (see README's data layout)")
+    if cfg.backbone.get("library", "openai") == "openai":  # the weights file, before torch is imported
+        from ..models.names import resolve_checkpoint
+
+        resolve_checkpoint(cfg.backbone.name, cfg.backbone.get("cache_dir"))
+    if str(cfg.get("device", "cpu")).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={cfg.device} but torch sees no GPU (torch.cuda.is_available() is False); "
+                              f"use device=cpu")
 
 
 def validate_method_config(cfg: DictConfig) -> None:
@@ -93,8 +109,16 @@ def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
     from ..methods.dense import FEATURE_VERSION
 
     spec = run_spec(cfg)
+    params = json_safe(getattr(method, "params", {}))
+    try:
+        paper = json_safe(type(method).default_params(backbone, cfg.family.name))
+    except Exception:  # a method without per-backbone defaults
+        paper = {}
     spec.update({
-        "method_params": json_safe(getattr(method, "params", {})),
+        "method_params": params,
+        # what differs from the paper's values for this backbone × family (tables pick runs with none)
+        "overrides": {k: v for k, v in params.items() if k in paper and paper[k] != v},
+        "tuned": bool(getattr(method, "tuned", True)),
         "backbone_file": json_safe(backbone.identity()) if backbone is not None else None,
         "annotations": {os.path.abspath(f): file_sha256(f) for f in split.source_files},
         "split_rows": len(split),
@@ -109,9 +133,9 @@ def json_safe(x):
     return json.loads(json.dumps(x, default=str))
 
 
-def check_backbone_config(cfg: DictConfig) -> None:
+def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
     """Cheap backbone checks with one-line messages (no torch): the library, and for open_clip the arch
-    (known, servable) and the weights file (given, existing)."""
+    (known, servable) and, with ``files``, the weights file (given, existing)."""
     from ..models.names import BackboneError, open_clip_key
 
     b = cfg.backbone
@@ -127,6 +151,8 @@ def check_backbone_config(cfg: DictConfig) -> None:
         open_clip_key(str(b.arch))
     except BackboneError as e:
         raise ConfigError(f"backbone.arch={b.arch}: {e}") from None
+    if not files:
+        return
     pretrained = b.get("pretrained")
     if not pretrained:
         raise ConfigError(f"backbone.pretrained=FILE is required for open_clip arch {b.arch} (weights are never "
@@ -197,7 +223,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
     metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
                         viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0), progress=bool(cfg.get("progress", True)),
-                        data_root=str(cfg.data_root))
+                        data_root=str(cfg.data_root), save_maps=bool(cfg.get("save_maps", True)))
     metrics["run_dir"] = str(run_dir)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
           f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")

@@ -119,7 +119,10 @@ class GroundingEvaluator:
         return out
 
     def breakdowns(self, records) -> Dict[str, Any]:
-        return {}
+        """Accuracy by box size, area fraction, phrase type and length, and over IoU thresholds."""
+        from .breakdown import breakdowns
+
+        return {"breakdowns": breakdowns(records, self.iou_threshold, self.iou_compare)}
 
     def summarize(self, records: Iterable[Dict[str, Any]], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """metrics.json of ``records`` (a whole predictions file, in row order)."""

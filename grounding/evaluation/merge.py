@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import List
 
@@ -71,6 +72,10 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
     identity = dict(base, shard=None)
     atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
     atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+    for d in dirs:  # the shards' score-map thumbnails (grounding-report)
+        for png in sorted((d / "maps").glob("*.png")):
+            (out / "maps").mkdir(exist_ok=True)
+            shutil.copy2(png, out / "maps" / png.name)
     metrics = summarise_run(out, identity)
     metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
@@ -78,7 +83,7 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
 
 
 def main(argv=None) -> int:
-    from ..cli.errors import guarded
+    from ..errors import guarded
 
     ap = argparse.ArgumentParser(prog="grounding-merge", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

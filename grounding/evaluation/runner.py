@@ -6,6 +6,7 @@ Layout of a run directory::
     predictions.jsonl   one JSON object per row (the evaluator's record), appended as rows finish
     metrics.json        the evaluator's summary of the whole predictions file, written atomically
     figures/            Fig. 4-style pictures for the first ``viz`` rows
+    maps/               a small score-map thumbnail per row, for grounding-report (``save_maps``)
     .lock               held (an OS lock, gone with its process) while a run writes here
 
 Restarting on the same directory keeps the rows already in ``predictions.jsonl`` (a torn last line,
@@ -21,15 +22,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
-import numpy as np
 
 from .evaluator import GroundingEvaluator
+from .mapstore import save_score_map
+from ..errors import GroundingError
 
 log = logging.getLogger(__name__)
 PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
 
 
-class RunError(RuntimeError):
+class RunError(GroundingError, RuntimeError):
     """A run directory cannot be used as asked (another writer, another configuration, a corrupt file)."""
 
 
@@ -241,19 +243,22 @@ def _where(s) -> str:
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
-              data_root: Optional[str] = None) -> Dict[str, Any]:
+              data_root: Optional[str] = None, save_maps: bool = True) -> Dict[str, Any]:
     """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
-    returns the metrics dict (also written to ``metrics.json``)."""
+    returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a small score-map
+    thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore)."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         check_run_identity(run_dir, identity)
-        return _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root)
+        return _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
+                           save_maps)
 
 
-def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root):
+def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
+                save_maps):
     from tqdm import tqdm
 
     from ..data.datasets import check_box_in_image
@@ -321,12 +326,16 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
                     fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
                     continue
                 rec = evaluator.record(s, out.box, out.score_map, image_size)
+                if save_maps and out.score_map is not None:  # before the row, so a resumed run has it
+                    save_score_map(run_dir, s.index, out.score_map)
                 writer.write(rec)
                 if s.index in viz_rows:
                     from .viz import save_figure
 
                     save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
-                                out.box, s.phrase, gt_box=rec["gt_box"], title=f"{s.phrase}  (IoU {rec['iou']:.2f})")
+                                out.box, s.phrase, gt_box=rec["gt_box"], iou=rec["iou"],
+                                method=(identity.get("method") or {}).get("name"),
+                                backbone=(identity.get("backbone") or {}).get("name"))
                 bar.update(1)
             now = time.perf_counter()
             if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
@@ -375,5 +384,6 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "backbone": (identity.get("backbone") or {}).get("name"),
         "backbone_key": (identity.get("backbone") or {}).get("key"),
         "family": identity.get("family"), "params": identity.get("method_params", {}),
-        "overrides": identity.get("overrides", {}), "shard": identity.get("shard"), "limit": identity.get("limit"),
+        "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
+        "shard": identity.get("shard"), "limit": identity.get("limit"),
     })

@@ -21,7 +21,6 @@ from typing import Dict, Iterable, List, NamedTuple, Optional
 import pandas as pd
 
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
-SPLITS = ["flickr_all", "flickr_other", "flickr_s0", "flickr_s1", "vg_s0", "vg_s1"]
 PAPER_CSV = Path(__file__).resolve().parents[1] / "paper_results.csv"
 PAPER_COLUMNS = ["table", "method", "backbone", "split", "metric", "value", "note"]
 BENCH_CSV = Path("outputs") / "bench" / "box_search.csv"
@@ -41,9 +40,21 @@ ACC_CAPTION = ("cells: ours (paper, Δ), Acc@IoU in % (IoU > 0.5 on Flickr, > 0.
                "blank = neither")
 
 
-def split_names() -> List[str]:
-    """The splits the tables show, in column order."""
-    return list(SPLITS)
+def split_names(table: str = "zsg") -> List[str]:
+    """The columns of a results table, from the split registry (each split's YAML says its table and order)."""
+    from ..data.splits import table_splits
+
+    return table_splits(table)
+
+
+def family_methods(table: str = "dense_untuned") -> List[str]:
+    """Methods whose YAML takes its defaults from hyperparameter ``table`` (the training-free family)."""
+    from omegaconf import OmegaConf
+
+    from ..config import conf_dir, options
+
+    return [m for m in options("method") if OmegaConf.load(conf_dir() / "method" / f"{m}.yaml").get(
+        "paper_defaults") == table]
 
 
 # --------------------------------------------------------------------------------------------- data in
@@ -80,8 +91,10 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "backbone": d.get("backbone_key") or d.get("backbone"), "accuracy": 100.0 * d["accuracy"],
                 "n": d.get("n"), "iou_threshold": d.get("iou_threshold"), "upsample": params.get("upsample"),
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
+                "tuned": bool(d.get("tuned", True)),
             })
-    cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime"]
+    cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
+            "tuned"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -212,6 +225,33 @@ def table3_spec(runs: pd.DataFrame, paper: pd.DataFrame, splits: List[str]) -> T
                      drop_empty_splits=True)
 
 
+UNTUNED_NOTE = ("† not tuned: α and σ are ours-ViT's paper values for the backbone × dataset family "
+                "(tune on a val split with `python scripts/tune.py`, then paste into grounding/methods/hparams.py).")
+
+
+def zoo_spec(runs: pd.DataFrame, splits: List[str]) -> TableSpec:
+    """Training-free dense methods × splits (rows method × backbone; ours-ViT alongside for reference)."""
+    family = family_methods()
+    sel = runs[runs.method.isin(family + ["ours"]) & runs.backbone.astype(str).str.startswith(("vit", "toy"))]
+    keys = sorted({(m, b) for m, b in zip(sel.method, sel.backbone)},
+                  key=lambda k: (k[0] != "ours", k[0], k[1]))
+    untuned = {(m, b) for m, b, t in zip(sel.method, sel.backbone, sel.tuned) if not t}
+    rows = [Row(f"{m} ({b}){' †' if (m, b) in untuned else ''}", m, b) for m, b in keys if m in family or
+            any(k[0] in family for k in keys)]
+    cols = splits + sorted(set(sel.split.dropna()) - set(splits))
+    return TableSpec("table_zoo_dense_methods", "zoo", "method (backbone)", rows, cols,
+                     notes=[UNTUNED_NOTE] if untuned else [], drop_empty_splits=True)
+
+
+def refcoco_spec(runs: pd.DataFrame) -> TableSpec:
+    """Methods × RefCOCO / RefCOCO+ / RefCOCOg splits (Acc@0.5 with IoU ≥ 0.5, as the REC literature)."""
+    splits = split_names("refcoco")
+    sel = runs[runs.split.isin(splits)]
+    rows = [Row(f"{m} ({b})", m, b) for m, b in sorted({(m, b) for m, b in zip(sel.method, sel.backbone)})]
+    return TableSpec("table_refcoco", "refcoco", "method (backbone)", rows, splits,
+                     caption="Acc@0.5 (IoU ≥ 0.5) in %; the paper has no RefCOCO numbers", drop_empty_splits=True)
+
+
 def _sci(x) -> str:
     """2.3×10⁻³, as the paper prints Table A1's seconds."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -277,6 +317,12 @@ def build_tables(run_paths: Iterable, paper_csv: Path = PAPER_CSV, bench_csv: Op
     for make_spec, r in ((table1_spec, default), (table2_spec, default), (table3_spec, up_runs)):
         spec = make_spec(r, paper, splits)
         tables[spec.name] = render_table(spec, r, paper)
+    zoo = zoo_spec(default, splits)
+    if zoo.rows:
+        tables[zoo.name] = render_table(zoo, default, paper)
+    ref = refcoco_spec(default)
+    if ref.rows:
+        tables[ref.name] = render_table(ref, default, paper)
     a1 = table_a1(paper, bench_csv)
     if a1 is not None:
         tables["tableA1_box_search_time"] = a1

@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from ..errors import GroundingError
 
 _REGISTRY: Dict[str, type] = {}
 
 
-class ConfigError(ValueError):
+class ConfigError(GroundingError, ValueError):
     """A configuration value is invalid; the message names the key and what is expected."""
 
 

@@ -29,11 +29,17 @@ OPENAI_MODELS = OPENAI_FILES
 _REGISTRY: Dict[str, Callable[[], "CLIP"]] = {}
 
 
-def register_backbone(name: str):
-    """Decorator registering ``fn() -> clip.model.CLIP`` under ``name`` (loaded in fp32)."""
+_TOKENIZERS: Dict[str, Callable] = {}
+
+
+def register_backbone(name: str, tokenizer: Optional[Callable] = None):
+    """Decorator registering ``fn() -> clip.model.CLIP`` under ``name`` (loaded in fp32), optionally with
+    its own ``tokenizer(phrase) -> (1, 77) tokens``."""
 
     def deco(fn):
         _REGISTRY[name] = fn
+        if tokenizer is not None:
+            _TOKENIZERS[name] = tokenizer
         return fn
 
     return deco
@@ -231,6 +237,9 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
                             f"OpenAI backbone {name!r} is a name or a checkpoint path by itself")
     name = canonical_name(name)
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackboneError(f"device={device} but torch sees no GPU (torch.cuda.is_available() is False); "
+                            f"use device=cpu")
     dtype = resolve_precision(precision, dev)
     source = None
     _builtin_registrations()
@@ -245,7 +254,7 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
         except Exception as e:
             raise BackboneError(f"{path}: state dict does not build a CLIP model: {e}") from e
     model = cast_to_precision(model.eval().requires_grad_(False).to(dev), dtype)
-    return Backbone(name=name, model=model, device=dev, dtype=dtype, source=source)
+    return Backbone(name=name, model=model, device=dev, dtype=dtype, source=source, tokenizer=_TOKENIZERS.get(name))
 
 
 def backbone_key(backbone: Backbone) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Dict, Optional, Union
+from ..errors import GroundingError
 
 CACHE_ENV = "GROUNDING_CLIP_CACHE"
 OPENAI_FILES: Dict[str, str] = {
@@ -18,7 +19,7 @@ OPENAI_FILES: Dict[str, str] = {
 }
 
 
-class BackboneError(RuntimeError):
+class BackboneError(GroundingError, RuntimeError):
     """A backbone could not be found or read; the message says which file and why."""
 
 

@@ -39,7 +39,20 @@ def _chroma(rgb) -> np.ndarray:
     return v - v.mean()
 
 
-@register_backbone("toy")
+def toy_tokenize(phrase: str):
+    """CLIP's BPE, with a warning when the phrase names none of the colours the toy understands."""
+    import warnings
+
+    from .text import tokenize
+
+    words = {w.strip(".,;:!?'\"").lower() for w in str(phrase).split()}
+    if not words & set(PALETTE):
+        warnings.warn(f"backbone=toy understands only the colour words {', '.join(PALETTE)}; {phrase!r} has none, "
+                      f"so its box is meaningless (use a real CLIP backbone for real photos)", stacklevel=2)
+    return tokenize(phrase)
+
+
+@register_backbone("toy", tokenizer=toy_tokenize)
 def toy_clip() -> CLIP:
     """The analytic toy CLIP: ViT, 224 px, patch 16, one block per tower, width 64 (1 head)."""
     model = CLIP(EMBED, 224, 1, WIDTH, PATCH, 77, 49408, WIDTH, 1, 1)

@@ -40,11 +40,10 @@ def box_weights(score_map, alpha: float) -> np.ndarray:
 
 
 def box_objective(score_map, box, alpha: float) -> float:
-    """The paper's box objective f(box) = Σ_box S / (ΣS + 1e-8) − α · area / (H·W), in float64."""
-    m = _as_numpy(score_map).astype(np.float64)
+    """The paper's box objective f(box) = Σ_box S / (ΣS + 1e-8) − α · area / (H·W), in float64: the sum
+    of :func:`box_weights` inside the box."""
     x1, y1, x2, y2 = (int(v) for v in box)
-    inside = m[y1:y2 + 1, x1:x2 + 1].sum()
-    return float(inside / (m.sum() + 1e-8) - float(alpha) * (x2 - x1 + 1) * (y2 - y1 + 1) / m.size)
+    return float(box_weights(score_map, alpha)[y1:y2 + 1, x1:x2 + 1].sum())
 
 
 def brute_force_box_search(score_map, alpha: float) -> Box:
@@ -199,51 +198,16 @@ def _search_ranges(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
     return list(best_box)
 
 
-def _fraction_area_scores(m: torch.Tensor, alpha: float, x1, y1, x2, y2) -> torch.Tensor:
-    """The reference's objective, in the map's dtype, from a zero-padded integral image."""
-    sums = F.pad(m.cumsum(1).cumsum(0), (1, 0, 1, 0))
-    total = m.sum().item()
-    inside = sums[y2 + 1, x2 + 1] - sums[y2 + 1, x1] - sums[y1, x2 + 1] + sums[y1, x1]
-    area = (x2 - x1 + 1).float() * (y2 - y1 + 1).float() / float(m.shape[0] * m.shape[1])
-    return inside / (total + 1e-8) - alpha * area
-
-
-def _search_ranges_listed(m: torch.Tensor, alpha: float, ranges, chunk: int = 1 << 22):
-    """As :func:`_search_ranges`, the way the reference computes it: every box listed
-    (``cartesian_prod``), filtered, and its four integral-image corners gathered. Slower; kept as the
-    reference-style baseline for ``scripts/bench_box_search.py`` and as a cross-check in the tests."""
-    H, W = m.shape
-    dev = m.device
-    axes = [torch.arange(lo, hi + 1, device=dev) for lo, hi in ranges]
-    best_v, best_box = None, None
-    per_x1 = max(1, len(axes[1]) * len(axes[2]) * len(axes[3]))
-    step = max(1, chunk // per_x1)
-    for s in range(0, len(axes[0]), step):
-        boxes = torch.cartesian_prod(axes[0][s:s + step], axes[1], axes[2], axes[3]).reshape(-1, 4)
-        x1, y1, x2, y2 = boxes.t()
-        ok = (x1 >= 0) & (y1 >= 0) & (x2 < W) & (y2 < H) & (x2 > x1) & (y2 > y1)
-        boxes = boxes[ok]
-        if len(boxes) == 0:
-            continue
-        v = _fraction_area_scores(m, alpha, *boxes.t())
-        i = int(torch.argmax(v))
-        if best_v is None or v[i] > best_v:  # strict: earlier chunk wins ties
-            best_v, best_box = v[i], boxes[i]
-    if best_box is None:
-        raise ValueError("no box at least 2×2 cells fits the search ranges")
-    return [int(c) for c in best_box]
-
-
 def hierarchical_box_search(score_map, alpha: float, downsample: int = 8, device="cpu",
-                            listed: bool = False) -> Box:
+                            search=None) -> Box:
     """The reference's coarse-to-fine search (pals-ttic/adapting-CLIP ``BruteForceBoxSearch``).
 
     Bilinear downsample by ``downsample``; every box on the coarse grid; scale the winner back; then
     every box whose corners lie within ±``downsample`` cells of it at full resolution. Maps whose
-    coarse grid is smaller than 2×2 are searched exactly instead. ``listed=True`` scores the boxes the
-    reference's way (:func:`_search_ranges_listed`): same boxes, slower.
+    coarse grid is smaller than 2×2 are searched exactly instead. ``search`` replaces the range search
+    (:func:`_search_ranges`; the benchmark passes the reference's box-listing way of scoring).
     """
-    search = _search_ranges_listed if listed else _search_ranges
+    search = search or _search_ranges
     m = torch.as_tensor(_as_numpy(score_map), device=device)
     if not m.is_floating_point():
         m = m.float()

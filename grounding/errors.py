@@ -1,5 +1,5 @@
-"""Short errors for the command line: the harness's own errors become one or two lines on stderr and exit
-code 2; ``HYDRA_FULL_ERROR=1`` or ``--debug`` shows the traceback instead."""
+"""The harness's own errors share one base class, and entry points turn them into one line on stderr with
+exit code 2 (``HYDRA_FULL_ERROR=1`` or ``--debug`` shows the traceback). A leaf module."""
 from __future__ import annotations
 
 import os
@@ -9,20 +9,21 @@ from typing import Callable, Tuple, Type
 EXIT_USAGE = 2
 
 
+class GroundingError(Exception):
+    """A mistake in the input — a config value, a file, a row, a run directory. The message names it and
+    says how to fix it; command-line entry points print it without a traceback (exit code 2)."""
+
+
 def user_errors() -> Tuple[Type[BaseException], ...]:
     """Exceptions that describe a mistake in the input (message names the file/key and the fix)."""
-    from ..data.datasets import DatasetError
-    from ..methods.base import ConfigError
-    from ..models.names import BackboneError
+    return (GroundingError, FileNotFoundError, IsADirectoryError, PermissionError)
 
-    errs = [ConfigError, DatasetError, BackboneError, FileNotFoundError, IsADirectoryError, PermissionError]
-    try:
-        from ..evaluation.runner import RunError
 
-        errs.append(RunError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errs)
+def short_warnings() -> None:
+    """Warnings as one line (``warning: …``) instead of Python's two-line format with source."""
+    import warnings
+
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
 
 
 def debug_requested(argv=None) -> bool:
