@@ -22,16 +22,19 @@ class Localizer:
     """A loaded backbone plus a method and its hyperparameters.
 
     ``backbone``: an OpenAI model name or config key (``ViT-B/16`` = ``vit_b16``), a registered name
-    (``toy``), a checkpoint path, or a loaded :class:`~grounding.models.backbones.Backbone`.
+    (``toy``), a checkpoint path, ``"open_clip:ARCH"`` with ``pretrained=FILE`` (ARCH an open_clip model name
+    such as ``ViT-H-14`` or a model-config JSON path; the weights file is never downloaded), or a loaded
+    :class:`~grounding.models.backbones.Backbone`.
     ``params`` override the paper's values for this backbone and dataset ``family`` (``flickr`` | ``vg`` |
     ``refcoco`` | ``demo``); unknown names are refused.
     """
 
     def __init__(self, backbone: Union[str, Backbone], method: str = "ours", *, device="cpu",
-                 precision: str = "auto", family: str = "flickr", cache_dir=None, cache=None, **params):
+                 precision: str = "auto", family: str = "flickr", cache_dir=None, cache=None, pretrained=None,
+                 **params):
         cls = method_class(method)
         bb = backbone if isinstance(backbone, Backbone) else load_backbone(
-            backbone, device=device, precision=precision, cache_dir=cache_dir)
+            backbone, device=device, precision=precision, cache_dir=cache_dir, pretrained=pretrained)
         self.method = cls(bb, device=device, precision=precision, family=family, cache=cache, **params)
 
     def __getattr__(self, name):  # params, backbone, score_map, cosines, … of the method
@@ -53,17 +56,19 @@ class Localizer:
 _CACHE: Dict[tuple, Localizer] = {}
 
 
-def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", device="cpu",
+def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", device="cpu", pretrained=None,
              **params) -> Localization:
     """Localise ``phrase`` in ``image``; returns ``.box`` (x1, y1, x2, y2) pixels and ``.score_map``.
 
-    The model stays loaded between calls with the same backbone, method and device.
+    ``backbone`` as for :class:`Localizer` (``"open_clip:ViT-H-14"`` with ``pretrained=FILE`` for open_clip
+    weights). The model stays loaded between calls with the same backbone, weights, method and device.
     """
     family = params.pop("family", "flickr")
     precision = params.pop("precision", "auto")
-    key = (str(backbone), method, str(device), family, precision)
+    key = (str(backbone), str(pretrained), method, str(device), family, precision)
     loc = _CACHE.get(key)
     if loc is None:
         _CACHE.clear()
-        loc = _CACHE[key] = Localizer(backbone, method, device=device, family=family, precision=precision)
+        loc = _CACHE[key] = Localizer(backbone, method, device=device, family=family, precision=precision,
+                                      pretrained=pretrained)
     return loc(image, phrase, **params)

@@ -34,19 +34,34 @@ def compose(config_name: str = "config", overrides: Optional[List[str]] = None) 
 
 
 # ------------------------------------------------------------------------- paper hyperparameters
+def backbone_option_key(option: str) -> Optional[str]:
+    """The hyperparameter key a backbone option's YAML names (``oc_vit_h14`` → ``vit_h14``), or None when it
+    is derived at run time (``open_clip``: an interpolation of ``backbone.arch``)."""
+    node = OmegaConf.load(conf_dir() / "backbone" / f"{option}.yaml")
+    if "key" not in node or OmegaConf.is_interpolation(node, "key") or OmegaConf.is_missing(node, "key"):
+        return None
+    return str(node.key)
+
+
 def register_hparams() -> None:
-    """Store ``hparams/<method>/<backbone>_<family>`` for every method YAML with a ``paper_defaults`` table."""
+    """Store ``hparams/<method>/<backbone option>_<family>`` for every method YAML with a ``paper_defaults``
+    table, with the values of the option's ``key``. Options whose key depends on other values
+    (``backbone=open_clip``: the arch) get no entry; the method fills unset values from the loaded
+    backbone's key (:meth:`grounding.methods.base.Method.default_params`)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
+    keys = {b: backbone_option_key(b) for b in options("backbone")}
     for method in options("method"):
         table = OmegaConf.load(conf_dir() / "method" / f"{method}.yaml").get("paper_defaults")
         if not table:
             continue
-        for backbone in options("backbone"):
+        for backbone, key in keys.items():
+            if key is None:
+                continue
             for family in hparams.FAMILIES:
                 try:
-                    values = hparams.paper_hparams(backbone, table, family, method=method)
+                    values = hparams.paper_hparams(key, table, family, method=method)
                 except ValueError:
                     continue  # e.g. denseclip on a ViT: no entry, so composing says nothing is filled
                 cs.store(group=f"hparams/{method}", name=f"{backbone}_{family}", node=values, package="method")
@@ -105,6 +120,22 @@ def _resolve_run_dir_name(*, _root_) -> str:
     return run_dir_name(_root_)
 
 
+def _open_clip_key(arch) -> str:
+    from .models.names import open_clip_key
+
+    return open_clip_key(str(arch))
+
+
+def _open_clip_kind(arch) -> str:
+    from .models.names import open_clip_kind
+
+    return open_clip_kind(str(arch))
+
+
 if not OmegaConf.has_resolver("run_dir_name"):
     OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
+# conf/backbone/open_clip.yaml: key and kind from backbone.arch (an open_clip name or a config JSON), torch-free
+for _name, _fn in (("open_clip_key", _open_clip_key), ("open_clip_kind", _open_clip_kind)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _fn)
 register_hparams()

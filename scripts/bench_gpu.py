@@ -6,6 +6,9 @@
     python scripts/bench_gpu.py                  # needs CUDA; says so plainly and exits 0 when there is none
     python scripts/bench_gpu.py --precision fp32 --images 20
     python scripts/bench_gpu.py --device cpu --quick   # the same measurement on CPU (slow; small settings)
+    python scripts/bench_gpu.py --arch open_clip:ViT-H-14 --arch open_clip:ViT-bigG-14   # open_clip towers
+``--arch`` (repeatable) picks the models: vit_l14, rn50x4 (OpenAI-size random CLIPs) or open_clip:ARCH (an open_clip
+model name or model-config JSON, built with random weights by open_clip's create_model — nothing is downloaded).
 Writes a Markdown table to stdout and to --out (default outputs/bench/gpu.md).
 """
 from __future__ import annotations
@@ -40,8 +43,23 @@ def random_clip(kind: str):
     raise ValueError(kind)
 
 
-def bench(kind, method, device, dtype, n_images, n_segments):
-    model = cast_to_precision(random_clip(kind).eval().requires_grad_(False).to(device), dtype)  # as clip.load
+def build(arch, device, dtype):
+    """(label, model, kind): an OpenAI-size random CLIP cast as clip.load does, or a random-weight open_clip model."""
+    if arch.startswith("open_clip:"):
+        from grounding.models.open_clip_backbone import load_open_clip
+
+        torch.manual_seed(0)
+        bb = load_open_clip(arch[len("open_clip:"):], None, device=device, precision=_PRECISION[dtype],
+                            random_weights=True)
+        return arch, bb.model, bb.kind
+    model = cast_to_precision(random_clip(arch).eval().requires_grad_(False).to(device), dtype)  # as clip.load
+    return arch, model, "resnet" if arch.startswith("rn") else "vit"
+
+
+_PRECISION = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def bench(label, model, kind, method, device, dtype, n_images, n_segments):
     size = 224  # the reference resizes every image to 224×224
     rng = np.random.default_rng(0)
     import skimage.data
@@ -49,7 +67,7 @@ def bench(kind, method, device, dtype, n_images, n_segments):
 
     base = Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.BICUBIC)
     imgs = [np.roll(np.asarray(base), int(rng.integers(0, size)), axis=1) for _ in range(n_images + 1)]
-    dilated = resnet_dense.dilate_resnet_trunk(model.visual) if (kind.startswith("rn") and method == "ours") else None
+    dilated = resnet_dense.dilate_resnet_trunk(model.visual) if (kind == "resnet" and method == "ours") else None
     times, regions_n = [], []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -58,7 +76,7 @@ def bench(kind, method, device, dtype, n_images, n_segments):
             torch.cuda.synchronize()
         t = time.perf_counter()
         x = preprocess(im, size, device, dtype)
-        if kind.startswith("vit"):
+        if kind == "vit":
             regions = slic_regions(im, n_segments, 50, 0)
             regions_n.append(regions.n_regions)
             ours_vit.vit_region_embeddings(model.visual, x, regions, upsample=2)
@@ -69,7 +87,7 @@ def bench(kind, method, device, dtype, n_images, n_segments):
         if i > 0:  # first image is warm-up
             times.append(time.perf_counter() - t)
     peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else float("nan")
-    return {"model": kind, "method": method, "dtype": str(dtype).replace("torch.", ""),
+    return {"model": label, "method": method, "dtype": str(dtype).replace("torch.", ""),
             "ms/image": 1000 * float(np.mean(times)), "std ms": 1000 * float(np.std(times)),
             "regions/image": float(np.mean(regions_n)) if regions_n else None, "peak MiB": peak}
 
@@ -80,6 +98,8 @@ def main():
     ap.add_argument("--precision", default="fp16", choices=["fp16", "bf16", "fp32"])
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--arch", action="append", default=None,
+                    help="vit_l14 | rn50x4 | open_clip:ARCH (repeatable; default: vit_l14 and rn50x4)")
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "gpu.md"))
     a = ap.parse_args()
     out = Path(a.out)
@@ -92,8 +112,12 @@ def main():
         dtype = torch.float32
     n = 1 if a.quick else a.images
     segs = [100, 200] if a.quick else list(range(100, 601, 50))
-    rows = [bench("vit_l14", "ours", device, dtype, n, segs), bench("rn50x4", "ours", device, dtype, n, segs),
-            bench("rn50x4", "denseclip", device, dtype, n, segs)]
+    rows = []
+    for arch in a.arch or ["vit_l14", "rn50x4"]:
+        label, model, kind = build(arch, device, dtype)
+        for method in (["ours"] if kind == "vit" else ["ours", "denseclip"]):
+            rows.append(bench(label, model, kind, method, device, dtype, n, segs))
+        del model
     name = device_label(device)
     text = (f"Dense-feature stage on {name}, torch {torch.__version__}, {n} images after one warm-up"
             f"{' (quick: SLIC scales 100,200 only)' if a.quick else ''}.\n\n"

@@ -2,6 +2,7 @@
 
     python scripts/bench_scaling.py            # real-size random-weight ViT-B/32 and ViT-B/16
     python scripts/bench_scaling.py --quick    # tiny ViT (CI)
+    python scripts/bench_scaling.py --arch open_clip:ViT-H-14   # open_clip towers (random weights, repeatable)
 Writes outputs/bench/scaling.{md,csv,png}: SLIC time, region-token time and regions per image.
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "scaling.md"))
+    ap.add_argument("--arch", action="append", default=None,
+                    help="open_clip:ARCH (an open_clip ViT name or model-config JSON; random weights from open_clip's "
+                         "create_model, nothing downloaded); repeatable; replaces the default models")
     a = ap.parse_args()
     from clip.model import CLIP
     from PIL import Image
@@ -43,6 +47,17 @@ def main():
         models = {"ViT-B/32 size": CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).eval(),
                   "ViT-B/16 size": CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12).eval()}
         scales, ups, n_img = [1, 3, 6, 11], [1, 2, 4], a.images
+    if a.arch:
+        from grounding.models.open_clip_backbone import load_open_clip
+
+        models = {}
+        for arch in a.arch:
+            if not arch.startswith("open_clip:"):
+                raise SystemExit(f"--arch {arch}: expected open_clip:ARCH")
+            bb = load_open_clip(arch[len("open_clip:"):], None, random_weights=True)
+            if bb.kind != "vit":
+                raise SystemExit(f"--arch {arch}: the scaling benchmark times ViT region tokens; {arch} is a {bb.kind}")
+            models[arch] = bb.model
     base = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((224, 224), Image.BICUBIC))
     imgs = [np.roll(base, 37 * i, axis=1) for i in range(n_img)]
     rows = []

@@ -23,6 +23,8 @@ def test_every_option_composes(group, option):
     extra = []
     if group == "method" and option in ("denseclip",):
         extra = ["backbone=rn50"]
+    if group == "backbone" and option == "open_clip":
+        extra = ["backbone.arch=ViT-B-16"]  # mandatory: key and kind derive from it
     cfg = compose("config", [f"{group}={option}", *extra])
     assert cfg.split.name and cfg.method.name and cfg.backbone.key and cfg.family.name
     info = split_info(cfg.split.name)

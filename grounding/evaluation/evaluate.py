@@ -57,6 +57,7 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
     if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
                                                          "bfloat16"):
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
+    check_backbone_config(cfg, files=files)
     validate_method_config(cfg)
     if not files:
         return
@@ -132,21 +133,60 @@ def json_safe(x):
     return json.loads(json.dumps(x, default=str))
 
 
+def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
+    """Cheap backbone checks with one-line messages (no torch): the library, and for open_clip the arch
+    (known, servable) and, with ``files``, the weights file (given, existing)."""
+    from ..models.names import BackboneError, open_clip_key
+
+    b = cfg.backbone
+    lib = b.get("library", "openai")
+    if lib == "openai":
+        return
+    if lib != "open_clip":
+        raise ConfigError(f"backbone.library={lib!r}: expected openai or open_clip")
+    if OmegaConf.is_missing(b, "arch") or not b.get("arch"):
+        raise ConfigError("backbone=open_clip needs backbone.arch=NAME or a model-config JSON path "
+                          "(e.g. backbone.arch=ViT-H-14) and backbone.pretrained=FILE")
+    try:
+        open_clip_key(str(b.arch))
+    except BackboneError as e:
+        raise ConfigError(f"backbone.arch={b.arch}: {e}") from None
+    if not files:
+        return
+    pretrained = b.get("pretrained")
+    if not pretrained:
+        raise ConfigError(f"backbone.pretrained=FILE is required for open_clip arch {b.arch} (weights are never "
+                          f"downloaded): e.g. open_clip_pytorch_model.bin from the model's Hugging Face hub repository")
+    if not Path(str(pretrained)).expanduser().is_file():
+        raise BackboneError(f"backbone.pretrained: open_clip weights not found at {Path(str(pretrained)).expanduser()}")
+
+
 def load_backbone_for(cfg: DictConfig):
-    """The backbone adapter of ``cfg.backbone``; refuses a checkpoint of another kind or family than the
-    chosen preset (whose paper hyperparameters the config holds)."""
+    """The backbone adapter of ``cfg.backbone`` (dispatched on ``backbone.library``: ``openai`` loads
+    ``backbone.name``, ``open_clip`` loads ``backbone.arch`` with ``backbone.pretrained``); refuses a model of
+    another kind or family than the chosen preset (whose paper hyperparameters the config holds)."""
     from ..models.backbones import load_backbone
 
-    bb = load_backbone(cfg.backbone.name, device=cfg.device, precision=cfg.precision,
-                       cache_dir=cfg.backbone.get("cache_dir"))
+    check_backbone_config(cfg)
+    lib = cfg.backbone.get("library", "openai")
+    if lib == "open_clip":
+        what = f"backbone.arch={cfg.backbone.arch}"
+        bb = load_backbone(f"open_clip:{cfg.backbone.arch}", pretrained=cfg.backbone.pretrained, device=cfg.device,
+                           precision=cfg.precision)
+        same = "backbone=open_clip with the same backbone.arch (key and kind follow from it)"
+    else:
+        what = f"backbone.name={cfg.backbone.name}"
+        bb = load_backbone(cfg.backbone.name, device=cfg.device, precision=cfg.precision,
+                           cache_dir=cfg.backbone.get("cache_dir"))
+        same = None
     want_kind, want_key = cfg.backbone.get("kind"), cfg.backbone.get("key")
     if want_kind and bb.kind != want_kind:
-        raise ConfigError(f"backbone.name={cfg.backbone.name} is a {bb.kind} model but backbone.kind={want_kind}; "
+        raise ConfigError(f"{what} is a {bb.kind} model but backbone.kind={want_kind}; "
                           f"choose the matching backbone=PRESET")
     if want_key and bb.key != want_key:
-        raise ConfigError(f"backbone.name={cfg.backbone.name} is a {bb.key} model but the chosen preset is {want_key} "
-                          f"(whose paper hyperparameters would be used); choose backbone={bb.key} with the same "
-                          f"backbone.name, or set backbone.key={bb.key} and every method hyperparameter yourself")
+        raise ConfigError(f"{what} is a {bb.key} model but the chosen preset is {want_key} (whose paper "
+                          f"hyperparameters would be used); choose {same or f'backbone={bb.key} with the same backbone.name'}, "
+                          f"or set backbone.key={bb.key} and every method hyperparameter yourself")
     return bb
 
 

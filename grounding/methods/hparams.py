@@ -11,6 +11,7 @@ the paper did not evaluate (``refcoco``) borrow Flickr's; the training-free fami
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Dict
 
 FAMILIES = ("flickr", "vg", "demo", "refcoco")
@@ -55,10 +56,21 @@ def backbone_kind(backbone_key: str) -> str:
     return "resnet" if str(backbone_key).startswith("rn") else "vit"
 
 
+def _borrowed_key(backbone_key: str) -> str:
+    """The paper backbone whose values ``backbone_key`` uses: itself, its BORROWED entry, or — for an input
+    size the table does not list (open_clip's ``vit_h14_378``, ``vit_b16_240``) — that of the key without
+    the ``_<size>`` suffix."""
+    k = str(backbone_key)
+    if any(k == b for b, _ in PAPER) or k in BORROWED:
+        return BORROWED.get(k, k)
+    base = re.sub(r"_\d+$", "", k)
+    return BORROWED.get(base, base)
+
+
 def _lookup(backbone_key: str, family: str) -> Dict[str, Any]:
     if family not in FAMILIES:
         raise ValueError(f"unknown dataset family {family!r}; expected one of {', '.join(FAMILIES)}")
-    b = BORROWED.get(backbone_key, backbone_key)
+    b = _borrowed_key(backbone_key)
     for fam in (family, FAMILY_BORROWED.get(family, family), "flickr"):
         if (b, fam) in PAPER:
             return dict(PAPER[(b, fam)])

@@ -16,15 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clip.model import VisionTransformer
-
+from ..models.vit import block_forward, layer_scale
 from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
 from .base import BOX_PARAMS, Param, all_positive, positive, register_method
 from .dense import DenseMethod, Prepared
 from .hparams import paper_hparams
 
-def stem_geometry(visual: VisionTransformer, upsample: int, stem_padding="reference") -> Tuple[int, int]:
+def stem_geometry(visual, upsample: int, stem_padding="reference") -> Tuple[int, int]:
     """Stride and padding of the patch-embedding convolution.
 
     stride = patch // upsample. The reference pads by (patch - 1) // 2 at every upsample factor
@@ -101,7 +100,7 @@ def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x
 
 
 @torch.no_grad()
-def vit_region_embeddings(visual: VisionTransformer, image: torch.Tensor, regions: Regions, *,
+def vit_region_embeddings(visual, image: torch.Tensor, regions: Regions, *,
                           upsample: int = 2, stem_padding="reference", region_chunk: int = 4096) -> torch.Tensor:
     """Region-token embeddings (R, E) for one normalised image (1, 3, H, W): paper §3.2, Eq. 7.
 
@@ -126,14 +125,14 @@ def vit_region_embeddings(visual: VisionTransformer, image: torch.Tensor, region
     ln_patches, tokens = [], x
     for block in visual.transformer.resblocks:
         ln_patches.append(block.ln_1(tokens[1:]))
-        tokens = block(tokens[:, None])[:, 0]
+        tokens = block_forward(block, tokens[None])[0]
     outs = []
     for start in range(0, member.shape[0], region_chunk):
         m = member[start:start + region_chunk]
         r = x[:1].expand(m.shape[0], -1).clone()  # region tokens start as the class token
         for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
-            r = r + region_token_attention(block.attn, ln_patch, block.ln_1(r), m)
-            r = r + block.mlp(block.ln_2(r))
+            r = r + layer_scale(block, 1)(region_token_attention(block.attn, ln_patch, block.ln_1(r), m))
+            r = r + layer_scale(block, 2)(block.mlp(block.ln_2(r)))
         r = visual.ln_post(r)
         if visual.proj is not None:
             r = r @ visual.proj

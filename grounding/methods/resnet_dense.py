@@ -14,8 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clip.model import Bottleneck, ModifiedResNet
-
 from ..stages.score_map import phi
 from .base import BOX_PARAMS, Param, register_method
 from .dense import DenseMethod, Prepared
@@ -61,7 +59,7 @@ def _densify_pool(pool: nn.Module, rate: int) -> Tuple[nn.Module, int]:
     return pool, rate
 
 
-def dilate_resnet_trunk(visual: ModifiedResNet) -> ModifiedResNet:
+def dilate_resnet_trunk(visual) -> nn.Module:
     """Copy of CLIP's ModifiedResNet with every stride replaced by dilation (paper §4.4).
 
     Pretrained weights are unchanged. Walking the network with the cumulative stride ``rate``:
@@ -76,7 +74,8 @@ def dilate_resnet_trunk(visual: ModifiedResNet) -> ModifiedResNet:
     v.avgpool, rate = _densify_pool(v.avgpool, rate)
     for layer in (v.layer1, v.layer2, v.layer3, v.layer4):
         for block in layer:
-            assert isinstance(block, Bottleneck)
+            if not all(hasattr(block, a) for a in ("conv2", "avgpool", "downsample")):
+                raise ValueError(f"{type(block).__name__} is not a CLIP Bottleneck (conv2, avgpool, downsample)")
             block_rate = rate
             _densify_conv(block.conv2, block_rate)  # 3x3, stride 1 in CLIP's bottleneck
             block.avgpool, rate = _densify_pool(block.avgpool, block_rate)
@@ -85,12 +84,22 @@ def dilate_resnet_trunk(visual: ModifiedResNet) -> ModifiedResNet:
     return v
 
 
-def resnet_trunk(visual: ModifiedResNet, x: torch.Tensor) -> torch.Tensor:
-    """CLIP ResNet forward up to (not including) the attention pool: (N, C, h, w)."""
+def _stem_activation(visual, i: int) -> nn.Module:
+    """The ReLU after stem conv ``i``: ``relu{i}`` in OpenAI's ModifiedResNet, ``act{i}`` in open_clip's."""
+    act = getattr(visual, f"relu{i}", None) or getattr(visual, f"act{i}", None)
+    if act is None:
+        raise ValueError(f"{type(visual).__name__} has neither relu{i} nor act{i}: not a CLIP ModifiedResNet")
+    return act
+
+
+def resnet_trunk(visual, x: torch.Tensor) -> torch.Tensor:
+    """CLIP ResNet forward up to (not including) the attention pool: (N, C, h, w). The stem (conv1..3, bn1..3,
+    their ReLUs, avgpool), layer1..4 and their Bottlenecks are named alike in OpenAI's and open_clip's
+    ModifiedResNet; only the stem ReLUs differ (:func:`_stem_activation`)."""
     x = x.to(visual.conv1.weight.dtype)
-    x = visual.relu1(visual.bn1(visual.conv1(x)))
-    x = visual.relu2(visual.bn2(visual.conv2(x)))
-    x = visual.relu3(visual.bn3(visual.conv3(x)))
+    for i in (1, 2, 3):
+        conv, bn = getattr(visual, f"conv{i}"), getattr(visual, f"bn{i}")
+        x = _stem_activation(visual, i)(bn(conv(x)))
     x = visual.avgpool(x)
     for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
         x = layer(x)
@@ -109,8 +118,8 @@ RESNET_PAD = 64  # the reference's zero pad (in normalised-image space) against 
 
 
 @torch.no_grad()
-def resnet_dense_embeddings(visual: ModifiedResNet, image: torch.Tensor, *, high_res: bool = True,
-                            dilated_visual: Optional[ModifiedResNet] = None, pad: int = RESNET_PAD) -> torch.Tensor:
+def resnet_dense_embeddings(visual, image: torch.Tensor, *, high_res: bool = True,
+                            dilated_visual: Optional[nn.Module] = None, pad: int = RESNET_PAD) -> torch.Tensor:
     """Per-pixel embeddings (1, E, H, W) for one normalised image (1, 3, H, W).
 
     high_res=True ("ours"): dilated trunk, full-resolution map. high_res=False ("DenseCLIP"): the

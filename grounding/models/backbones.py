@@ -21,7 +21,8 @@ from clip.model import CLIP, build_model, convert_weights
 
 from ..data.images import CLIP_MEAN, CLIP_STD
 
-from .names import OPENAI_FILES, BackboneError, canonical_name, default_cache_dir  # noqa: F401 (re-exported)
+from .names import OPENAI_FILES, OPEN_CLIP_PREFIX, BackboneError, canonical_name, default_cache_dir  # noqa: F401
+from .names import resnet_key, vit_key
 from .names import resolve_checkpoint as _resolve_checkpoint
 
 OPENAI_MODELS = OPENAI_FILES
@@ -119,8 +120,9 @@ class Backbone:
 
     def __init__(self, name: str, model: Any, device, dtype: torch.dtype, source: Optional[str] = None,
                  library: str = "openai", mean: Tuple[float, ...] = CLIP_MEAN, std: Tuple[float, ...] = CLIP_STD,
-                 tokenizer: Optional[Callable] = None):
+                 tokenizer: Optional[Callable] = None, config_id: Optional[str] = None):
         self.name, self.model, self.device, self.dtype = name, model, torch.device(device), dtype
+        self.config_id = config_id  # digest of the architecture config when it is not implied by the file
         self.source = source  # checkpoint path, if loaded from a file
         self.library, self.mean, self.std = library, tuple(mean), tuple(std)
         self.tokenizer = tokenizer  # phrase -> (1, context) token tensor; None: OpenAI's BPE
@@ -157,7 +159,8 @@ class Backbone:
         and a digest of its weights)."""
         if self.source:
             st = os.stat(self.source)
-            return ("file", os.path.abspath(self.source), st.st_size, st.st_mtime_ns)
+            ident = ("file", os.path.abspath(self.source), st.st_size, st.st_mtime_ns)
+            return ident + (self.config_id,) if self.config_id else ident
         return ("registered", self.name, state_dict_digest(self.model))
 
     def tokenize(self, phrase: str) -> torch.Tensor:
@@ -221,9 +224,17 @@ def cast_to_precision(model: CLIP, dtype: torch.dtype) -> CLIP:
 
 
 def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str = "auto",
-                  cache_dir=None) -> Backbone:
+                  cache_dir=None, pretrained: Optional[Union[str, os.PathLike]] = None) -> Backbone:
     """Load a CLIP backbone by OpenAI name or config key (``ViT-B/16`` = ``vit_b16``), registered name or
-    checkpoint path."""
+    checkpoint path; or an open_clip model: ``open_clip:ARCH`` with ``pretrained=FILE`` (ARCH an open_clip
+    model name such as ``ViT-H-14`` or a model-config JSON path; see :mod:`.open_clip_backbone`)."""
+    if str(name).startswith(OPEN_CLIP_PREFIX):
+        from .open_clip_backbone import load_open_clip
+
+        return load_open_clip(str(name)[len(OPEN_CLIP_PREFIX):], pretrained, device=device, precision=precision)
+    if pretrained is not None:
+        raise BackboneError(f"pretrained={pretrained} is for open_clip backbones (backbone='open_clip:ARCH'); an "
+                            f"OpenAI backbone {name!r} is a name or a checkpoint path by itself")
     name = canonical_name(name)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -247,21 +258,17 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
 
 
 def backbone_key(backbone: Backbone) -> str:
-    """A short family key used to pick paper hyperparameters: vit_l14, vit_b16, vit_b32, rn50, …"""
+    """A short family key used to pick paper hyperparameters: vit_l14, vit_b16, vit_b32, rn50, vit_h14, …
+
+    A function of the tower's geometry (:func:`~grounding.models.names.vit_key`,
+    :func:`~grounding.models.names.resnet_key`), whichever library built it."""
     _builtin_registrations()
     if backbone.name in _REGISTRY:
         return backbone.name
     v = backbone.model.visual
     if backbone.kind == "vit":
-        p = backbone.patch_size
-        width = v.conv1.out_channels
-        size = "l" if width >= 1024 else "b"
-        res = "" if backbone.input_resolution == 224 else f"_{backbone.input_resolution}"
-        return f"vit_{size}{p}{res}"
-    width = v.layer1[0].conv1.in_channels  # = `width` of ModifiedResNet
-    if width == 64:
-        return "rn101" if len(v.layer3) > 6 else "rn50"
-    return {80: "rn50x4", 96: "rn50x16", 128: "rn50x64"}.get(width, "rn50")
+        return vit_key(v.conv1.out_channels, backbone.patch_size, backbone.input_resolution)
+    return resnet_key(v.layer1[0].conv1.in_channels, [len(v.layer1), len(v.layer2), len(v.layer3), len(v.layer4)])
 
 
 __all__ = [
