@@ -52,19 +52,24 @@ def read_predictions(path: Path, repair: bool = False) -> List[Dict[str, Any]]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    rows, good_end, pos = [], 0, 0
+    rows, good_end, pos, line_no = [], 0, 0, 0
     while pos < len(data):
         nl = data.find(b"\n", pos)
         if nl < 0:
             break
-        line = data[pos:nl]
+        line, line_no = data[pos:nl], line_no + 1
         try:
             if line.strip():
-                rows.append(json.loads(line))
-        except json.JSONDecodeError:
+                row = json.loads(line)
+                if not isinstance(row, dict) or isinstance(row.get("index"), bool) or not isinstance(row.get("index"), int):
+                    raise RunError(f"{path}: line {line_no} is not a prediction record (a JSON object with an "
+                                   f"integer \"index\"); refusing to use this run directory (move the file away, "
+                                   f"or fix that line)")
+                rows.append(row)
+        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
             if data.find(b"\n", nl + 1) >= 0:  # a bad line in the middle is corruption, not a torn end
-                raise RunError(f"{path}: line {len(rows) + 1} is not valid JSON; refusing to resume (move the file "
-                               f"away, or fix that line)")
+                raise RunError(f"{path}: line {line_no} is not valid JSON; refusing to use this run directory "
+                               f"(move the file away, or fix that line)") from None
             break
         good_end = pos = nl + 1
     if good_end < len(data):
@@ -241,12 +246,16 @@ def _where(s) -> str:
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
-              data_root: Optional[str] = None) -> Dict[str, Any]:
+              data_root: Optional[str] = None, locked: bool = False) -> Dict[str, Any]:
     """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
-    returns the metrics dict (also written to ``metrics.json``)."""
+    returns the metrics dict (also written to ``metrics.json``). ``locked``: the caller already holds
+    the directory's :class:`RunLock`."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     run_dir = Path(run_dir)
+    if locked:  # the caller holds this directory's RunLock (evaluate() takes it before loading a model)
+        check_run_identity(run_dir, identity)
+        return _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         check_run_identity(run_dir, identity)
@@ -261,6 +270,9 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
 
     pred_path = run_dir / PRED_FILE
     old = read_predictions(pred_path, repair=True)
+    # metrics.json exists only while it is the summary of predictions.jsonl: a run that stops before its
+    # end (an error under on_error=raise, a kill) leaves none, rather than the previous run's numbers
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)
     kept = [r for r in old if not r.get("skipped")]
     if len(kept) < len(old):  # rows skipped last time are evaluated again
         log.info("%s: retrying %d rows recorded as skipped", run_dir, len(old) - len(kept))
@@ -353,7 +365,7 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
     metrics = summarise_run(run_dir, identity)
     metrics["timing"] = {"rows_timed": timed_rows, "seconds": round(timed_seconds, 3),
                          "rows_per_second": round(timed_rows / timed_seconds, 4) if timed_seconds > 0 else None,
-                         "device": identity.get("device"), "note": "first image excluded (warm-up); "
+                         "device": identity.get("device_type"), "note": "first image excluded (warm-up); "
                          "rows computed in this invocation only"}
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
