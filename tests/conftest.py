@@ -25,6 +25,10 @@ def _find_fixtures() -> Path:
 FIXTURES = _find_fixtures()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpts(tmp_path_factory):
     """Tiny CLIP stand-ins saved as plain state-dict files: {reference name: path}."""
