@@ -245,6 +245,10 @@ def test_merge_refuses_limit_stale_gap_overlap_foreign(shards, tmp_path, capsys)
         merge_runs(tmp_path / "m", [s0, broken])
     with pytest.raises(RunError, match="is one of the inputs"):
         merge_runs(s1, [s0, s1])
+    with open(s1 / ".lock", "a+") as holder:  # a shard still being written by another process
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunError, match=f"{s1} is in use by another running evaluation"):
+            merge_runs(tmp_path / "m", [s0, s1])
 
     assert merge_main(["-o", str(s0), str(s0), str(s1)]) == 2  # the command: exit 2, one line
     err = capsys.readouterr().err.strip().splitlines()
@@ -518,6 +522,17 @@ def test_corrupt_prediction_line_in_the_middle_is_named(bad, data, small_run, tm
     (run / "run.json").write_text(json.dumps(dict(ident, shard="0/1")))  # as a one-shard run, for grounding-merge
     with pytest.raises(RunError, match=f"{run / 'predictions.jsonl'}: line 2 "):
         merge_runs(tmp_path / "m", [run])
+
+
+def test_predictions_without_run_json_are_never_adopted(data, small_run, tmp_path):
+    """Deleting a corrupt run.json (or copying a predictions file into a new directory) must not make
+    a run adopt predictions of an unknown configuration."""
+    root, ckpt = data
+    run = _copy(small_run, tmp_path / "run")
+    (run / "run.json").unlink()
+    with pytest.raises(RunError, match="holds predictions.jsonl but no run.json"):
+        evaluate(_cfg(root, ckpt, "limit=4", "method.alpha=0.1"), run)
+    assert not (run / "run.json").exists()
 
 
 def test_torn_last_line_is_redone_not_refused(data, small_run, tmp_path):

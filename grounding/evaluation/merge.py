@@ -3,19 +3,21 @@
 Refused, with a message naming the shard directory: shards of different configurations (everything
 in run.json but ``shard`` must agree), shards that are not exactly ``0/n … n-1/n``, a shard whose
 predictions do not hold exactly its rows of the split (a gap, an overlap, a partial run), a shard whose
-metrics.json is stale against its predictions, and ``-o`` equal to an input. OUT then holds
+metrics.json is stale against its predictions, ``-o`` equal to an input or holding a run of another
+configuration, and any directory another process is writing (each is locked while merged). OUT then holds
 predictions.jsonl (sorted by row index), run.json and metrics.json recomputed from the merged file —
 identical to a single run's.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import List
 
-from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, identity_differences,
+from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, RunLock, atomic_write_text, identity_differences,
                      parse_shard, read_identity, read_predictions, summarise_run)
 
 STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
@@ -42,6 +44,18 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
             raise RunError(f"-o {out} is one of the inputs; write the merged run to a new directory")
     if len({d.resolve() for d in dirs}) < len(dirs):
         raise RunError(f"a run directory is given twice: {' '.join(map(str, dirs))}")
+    with contextlib.ExitStack() as locks:  # no run may write to an input or to OUT while they are merged
+        for d in dirs:
+            try:
+                locks.enter_context(RunLock(d))
+            except RunError:
+                raise
+            except OSError:  # missing (reported below) or read-only: then no run can be writing to it either
+                pass
+        return _merge_locked(out, dirs)
+
+
+def _merge_locked(out: Path, dirs: List[Path]) -> dict:
     idents, rows, base = [], {}, None
     for d in dirs:
         for f in (RUN_FILE, PRED_FILE, METRICS_FILE):
@@ -92,17 +106,19 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
     if len(rows) != int(base["split_rows"]):
         raise RunError(f"the shards hold {len(rows)} rows; the split has {base['split_rows']}")
     identity = dict(base, shard=None)
-    if (out / RUN_FILE).is_file():  # never overwrite the run of another configuration
-        diff = identity_differences(read_identity(out), json.loads(json.dumps(identity, default=str)))
-        if diff:
-            raise RunError(f"-o {out} holds a run of another configuration ({'; '.join(diff)}); choose a new directory")
     out.mkdir(parents=True, exist_ok=True)
-    ordered = [rows[i] for i in sorted(rows)]
-    atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
-    atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
-    metrics = summarise_run(out, identity)
-    metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
-    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
+    with RunLock(out):
+        if (out / RUN_FILE).is_file():  # never overwrite the run of another configuration
+            diff = identity_differences(read_identity(out), json.loads(json.dumps(identity, default=str)))
+            if diff:
+                raise RunError(f"-o {out} holds a run of another configuration ({'; '.join(diff)}); choose a new "
+                               f"directory")
+        ordered = [rows[i] for i in sorted(rows)]
+        atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
+        atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+        metrics = summarise_run(out, identity)
+        metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
+        atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 

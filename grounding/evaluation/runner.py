@@ -154,13 +154,17 @@ def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
             raise ValueError("not a JSON object")
         return d
     except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{p} is corrupt ({e}); move the run directory away or delete run.json to start over") from None
+        raise RunError(f"{p} is corrupt ({e}); move the run directory away (or delete it) to start over") from None
 
 
 def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
     """Refuse to mix predictions of different configurations in one run directory."""
     old = read_identity(run_dir)
     if old is None:
+        pred = Path(run_dir) / PRED_FILE
+        if pred.exists() and pred.stat().st_size > 0:  # predictions of an unknown configuration: never adopted
+            raise RunError(f"{run_dir} holds {PRED_FILE} but no {RUN_FILE}, so the configuration of its predictions "
+                           f"is unknown; move the directory away (or delete it) to start over")
         atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         return
     diff = identity_differences(old, json.loads(json.dumps(identity, default=str)))
