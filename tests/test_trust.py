@@ -555,10 +555,10 @@ def test_a_million_row_csv_loads_in_seconds(tmp_path):
         f.write("img_id,bbox,query\n")
         f.writelines(f'{1000 + i % 30000},"[{i % 50}, 20, {100 + i % 7}, 220]",a dog number {i}\n'
                      for i in range(1_000_000))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     split = load_zsg_csv(data_root=str(tmp_path), name="big", csv=CSV_REL, columns=COLUMNS, image_template=TEMPLATE)
-    seconds = time.perf_counter() - t0
-    print(f"1,000,000-row CSV loaded in {seconds:.1f} s")
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"1,000,000-row CSV loaded in {seconds:.1f} s ({cpu:.1f} s of CPU; load average {os.getloadavg()[0]:.1f})")
     assert len(split) == 1_000_000 and split.n_errors == 0 and split[999_999].phrase == "a dog number 999999"
     assert split[7].gt_box == (7.0, 20.0, 100.0, 220.0) and split.n_images == 30000
-    assert seconds < 15
+    assert cpu < 15  # CPU time: on a shared machine the wall clock also measures the other processes
