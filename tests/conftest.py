@@ -64,9 +64,10 @@ def make_flickr_split(root: Path) -> Path:
     return csv
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data(tmp_path_factory):
-    """A Flickr-S1-layout split (6 images × 3 phrases) and a tiny ViT checkpoint: (data_root, checkpoint)."""
+    """A Flickr-S1-layout split (6 images × 3 phrases) and a tiny ViT checkpoint: (data_root, checkpoint).
+    Shared by every test: a test that alters a file restores it, or works on a copy."""
     import torch
 
     from grounding.models.random import tiny_clip

@@ -281,16 +281,16 @@ def test_another_limit_on_a_finished_run_dir_is_refused(data, tmp_path):
 
 
 def test_cli_limits_land_in_their_own_run_dirs(data, tmp_path):
-    """Why 5 through the CLI: limit=2 and limit=3 in one working directory give two run directories,
+    """Why 5 through the CLI: limit=1 and limit=2 in one working directory give two run directories,
     neither overwriting the other's metrics."""
     root, ckpt = data
-    for limit in (2, 3):
+    for limit in (1, 2):
         r, seconds = _cli(_args(root, ckpt, f"limit={limit}"), cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
         print(f"CLI limit={limit}: {seconds:.1f} s")
     runs = sorted(p.parent for p in (tmp_path / "outputs").rglob("metrics.json"))
     assert len(runs) == 2
-    assert sorted(_metrics(p)["n"] for p in runs) == [2, 3]
+    assert sorted(_metrics(p)["n"] for p in runs) == [1, 2]
     for p in runs:
         assert json.loads((p / "run.json").read_text())["limit"] == _metrics(p)["n"]
         assert len(read_predictions(p / "predictions.jsonl")) == _metrics(p)["n"]
