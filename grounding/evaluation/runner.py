@@ -4,12 +4,14 @@ Layout of a run directory::
 
     run.json            the run's identity: everything its predictions depend on (checked on restart)
     predictions.jsonl   one JSON object per row (the evaluator's record), appended as rows finish
-    metrics.json        the evaluator's summary of the whole predictions file, written atomically
+    metrics.json        the evaluator's summary of the whole predictions file, written atomically at the
+                        end of a run (removed when a run starts, so it never outlives its predictions)
     figures/            Fig. 4-style pictures for the first ``viz`` rows
     .lock               held (an OS lock, gone with its process) while a run writes here
 
 Restarting on the same directory keeps the rows already in ``predictions.jsonl`` (a torn last line,
-from a killed process, is redone) and evaluates again the rows recorded as skipped.
+from a killed process, is redone) and evaluates again the rows recorded as skipped. A directory is
+used only under the identity in its run.json (predictions without a run.json are never adopted).
 """
 from __future__ import annotations
 
