@@ -26,6 +26,10 @@ def _find_fixtures() -> Path:
 FIXTURES = _find_fixtures()
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpts(tmp_path_factory):
     """Tiny CLIP stand-ins saved as plain state-dict files: {reference name: path}."""
@@ -33,3 +37,44 @@ def tiny_ckpts(tmp_path_factory):
 
     paths, digests = tiny_checkpoints(tmp_path_factory.mktemp("ckpt"))
     return paths, digests
+
+
+PHRASES = ["a person", "a cup", "the sky", "a cat", "a red thing"]
+
+
+def make_flickr_split(root: Path) -> Path:
+    """Write a Flickr-S1-layout split under ``root``: 6 images × 3 phrases (18 rows); returns the CSV path."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    imgs = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
+    rows = []
+    for i in range(6):
+        im = np.roll(imgs[i % 3], 40 * i, axis=1)[::2, ::2]
+        p = root / "flickr30k-images" / f"{1000 + i}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(im)).save(p)
+        h, w = im.shape[:2]
+        for k in range(3):
+            box = [int(w * 0.1 * k), int(h * 0.2), int(w * (0.5 + 0.1 * k)), int(h * 0.9)]
+            rows.append(f'{1000 + i},"{box}",{PHRASES[(i + k) % 5]}')
+    csv = root / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    csv.write_text("img_id,bbox,query\n" + "\n".join(rows) + "\n")
+    return csv
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    """A Flickr-S1-layout split (6 images × 3 phrases) and a tiny ViT checkpoint: (data_root, checkpoint).
+    Shared by every test: a test that alters a file restores it, or works on a copy."""
+    import torch
+
+    from grounding.models.random import tiny_clip
+
+    root = tmp_path_factory.mktemp("data")
+    make_flickr_split(root)
+    ckpt = root / "tiny_vit.pt"
+    torch.save(tiny_clip("vit", patch_size=32, seed=21).state_dict(), ckpt)
+    return root, ckpt

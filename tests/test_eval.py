@@ -8,42 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from grounding.config import compose
 from grounding.eval import evaluate
 from grounding.evaluation.merge import merge_runs
 from grounding.evaluation.runner import read_predictions
-from grounding.models.random import tiny_clip
 
 ROOT = Path(__file__).resolve().parents[1]
-PHRASES = ["a person", "a cup", "the sky", "a cat", "a red thing"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """A Flickr-S1-layout split: 6 images × 3 phrases, plus a tiny ViT checkpoint."""
-    import skimage.data
-
-    root = tmp_path_factory.mktemp("data")
-    imgs = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
-    rows = []
-    for i in range(6):
-        im = np.roll(imgs[i % 3], 40 * i, axis=1)[::2, ::2]
-        p = root / "flickr30k-images" / f"{1000 + i}.jpg"
-        p.parent.mkdir(exist_ok=True)
-        Image.fromarray(np.ascontiguousarray(im)).save(p)
-        h, w = im.shape[:2]
-        for k in range(3):
-            box = [int(w * 0.1 * k), int(h * 0.2), int(w * (0.5 + 0.1 * k)), int(h * 0.9)]
-            rows.append(f'{1000 + i},"{box}",{PHRASES[(i + k) % 5]}')
-    csv = root / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
-    csv.parent.mkdir(parents=True)
-    csv.write_text("img_id,bbox,query\n" + "\n".join(rows) + "\n")
-    ckpt = root / "tiny_vit.pt"
-    torch.save(tiny_clip("vit", patch_size=32, seed=21).state_dict(), ckpt)
-    return root, ckpt
 
 
 def _cfg(data, *extra):

@@ -24,7 +24,7 @@ class DatasetError(GroundingError, ValueError):
 BORDER_TOLERANCE = 1.0  # px: Flickr30k Entities boxes are 1-based inclusive, so x2 may equal the width
 
 
-@dataclass
+@dataclass(slots=True)  # a million rows: no per-row __dict__
 class Sample:
     index: int  # position in the CSV's data rows (0-based), stable across limit/shard/filters
     image_path: str

@@ -13,9 +13,9 @@ that the runner records as a miss.
 from __future__ import annotations
 
 import csv
+import gc
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -23,24 +23,24 @@ from typing import List, Optional, Sequence
 from .datasets import DatasetError, GroundingSplit, Sample, parse_bbox, parse_queries
 
 log = logging.getLogger(__name__)
-_SIMPLE_BOX = re.compile(r"^\s*\[\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*\]\s*$")
 MAX_FIELD = 1 << 20  # characters; a longer field is reported, not parsed
 
 
 def _box(text: str):
-    m = _SIMPLE_BOX.match(text)
-    if m:  # fast path for the common "[x1, y1, x2, y2]"; anything else goes through the full parser
-        try:
-            x1, y1, x2, y2 = (float(v) for v in m.groups())
-            if x2 > x1 and y2 > y1 and all(map(_finite, (x1, y1, x2, y2))):
-                return x1, y1, x2, y2
-        except ValueError:
-            pass
-    return parse_bbox(text)
+    if text[:1] == "[" and text[-1:] == "]":  # fast path for the common "[x1, y1, x2, y2]"
+        parts = text[1:-1].split(",")
+        if len(parts) == 4:
+            try:
+                x1, y1, x2, y2 = map(float, parts)
+            except ValueError:
+                pass
+            else:  # NaN fails every comparison, so it takes the slow path (and its error message)
+                if -_INF < x1 < x2 < _INF and -_INF < y1 < y2 < _INF:
+                    return x1, y1, x2, y2
+    return parse_bbox(text)  # anything else, and every error message
 
 
-def _finite(v: float) -> bool:
-    return v == v and v not in (float("inf"), float("-inf"))
+_INF = float("inf")
 
 
 def image_path_for(template: str, data_root: str, image_ref: str) -> str:
@@ -51,7 +51,7 @@ def image_path_for(template: str, data_root: str, image_ref: str) -> str:
     if not ref:
         raise ValueError("image reference is empty")
     path = os.path.normpath(template.format(data_root=root, img_id=_strip_ext(ref, template), image_fpath=ref))
-    if os.path.commonpath([path, root]) != root:
+    if not (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
         raise ValueError(f"image path {path!r} escapes the data root {root!r}")
     return path
 
@@ -82,48 +82,77 @@ def load_zsg_csv(*, data_root, name: str, csv: str, columns: Sequence[str], imag
         sdir = Path(data_root) / (sentences_dir or "flickr30k_entities/Sentences")
         types = phrase_type_dict(sdir)
         out.source_files.append(str(sdir))
-    out.samples = list(_rows(csv_path, list(columns), data_root, image_template, on_error, limit, types,
-                             set(phrase_types or ()), out))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a million acyclic Samples: the cyclic collector would rescan the growing list again and again
+    try:
+        out.samples = list(_rows(csv_path, list(columns), data_root, image_template, on_error, limit, types,
+                                 set(phrase_types or ()), out))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     log.info("split %s: %d rows, %d images (%d invalid) from %s", name, len(out), out.n_images, out.n_errors, csv_path)
     return out
 
 
 def _rows(csv_path: Path, cols: List[str], data_root, template, on_error, limit, types, keep_types, out):
+    """Stream the CSV's rows as Samples: no image is opened, the per-row work is a few string operations
+    (image paths are computed once per image reference), and the location of a row (file, data row,
+    line) is only formatted for an error."""
     img_col, box_col, phrase_col = cols
-    csv.field_size_limit(min(sys.maxsize, 1 << 31 - 1))
+    root = os.path.abspath(data_root)
+    paths = {}  # image reference -> path (rows of one image share it)
+    csv.field_size_limit(min(sys.maxsize, (1 << 31) - 1))  # over-long fields are reported below, per row
     with open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # a BOM is accepted
         reader = csv.reader(f)
-        header = next(reader, None)
+        try:
+            header = next(reader, None)
+        except csv.Error as e:
+            raise DatasetError(f"{csv_path}, line {reader.line_num}: {e}") from None
         if header is None:
             raise DatasetError(f"{csv_path}: empty file (expected a header {','.join(cols)})")
         missing = [c for c in cols if c not in header]
         if missing:
             raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {header}")
         pos = [header.index(c) for c in cols]
-        n_taken = 0
-        for i, fields in enumerate(reader):
+        n_fields = len(header)
+        n_taken = n_in_csv = 0
+        lim = int(limit) if limit is not None else float("inf")
+        i = -1
+        while True:
+            try:
+                fields = next(reader, None)
+            except csv.Error as e:  # e.g. a field over the csv module's own limit: the file cannot go on
+                raise DatasetError(f"{csv_path}, data row {i + 2} (line {reader.line_num}): {e}") from None
+            if fields is None:
+                break
+            i += 1
             if not fields:
                 continue  # blank line
-            out.n_rows_in_csv += 1
-            if limit is not None and n_taken >= int(limit):
+            n_in_csv += 1
+            if n_taken >= lim:
                 continue
-            where = f"{csv_path}, data row {i + 1} (line {reader.line_num})"
             image_path, box, phrases = "", (0.0, 0.0, 0.0, 0.0), [""]
             try:
-                if len(fields) != len(header):
-                    raise ValueError(f"has {len(fields)} fields, expected {len(header)} ({','.join(header)})")
-                long = [header[k] for k, v in enumerate(fields) if len(v) > MAX_FIELD]
-                if long:
+                if len(fields) != n_fields:
+                    raise ValueError(f"has {len(fields)} fields, expected {n_fields} ({','.join(header)})")
+                if max(map(len, fields)) > MAX_FIELD:
+                    long = [header[k] for k, v in enumerate(fields) if len(v) > MAX_FIELD]
                     raise ValueError(f"field {long[0]!r} is longer than {MAX_FIELD} characters")
-                bad = [header[k] for k, v in enumerate(fields) if _has_undecodable(v)]
-                if bad:
-                    raise ValueError(f"field {bad[0]!r} is not valid UTF-8")
-                image_path = image_path_for(template, data_root, fields[pos[0]])
-                phrases = parse_queries(fields[pos[2]])
+                if not all(map(str.isascii, fields)):
+                    bad = [header[k] for k, v in enumerate(fields) if _has_undecodable(v)]
+                    if bad:
+                        raise ValueError(f"field {bad[0]!r} is not valid UTF-8")
+                ref = fields[pos[0]]
+                image_path = paths.get(ref)
+                if image_path is None:
+                    image_path = paths[ref] = image_path_for(template, root, ref)
+                q = fields[pos[2]].strip()
+                phrases = [q] if q[:1] != "[" else parse_queries(q)
                 box = _box(fields[pos[1]])
                 if not phrases[0].strip():
                     raise ValueError("phrase is empty")
             except ValueError as e:
+                where = f"{csv_path}, data row {i + 1} (line {reader.line_num})"
                 if on_error == "raise":
                     raise DatasetError(f"{where}: {e}") from None
                 n_taken += 1
@@ -132,11 +161,15 @@ def _rows(csv_path: Path, cols: List[str], data_root, template, on_error, limit,
             if types is not None:
                 t = types.get(phrases[0])
                 if t not in keep_types:
-                    out.dropped[f"phrase type not in {sorted(keep_types)}"] = out.dropped.get(
-                        f"phrase type not in {sorted(keep_types)}", 0) + 1
+                    reason = f"phrase type not in {sorted(keep_types)}"
+                    out.dropped[reason] = out.dropped.get(reason, 0) + 1
                     continue  # Flickr-Other: phrases typed "other" (unknown phrases dropped, as the reference)
+                n_taken += 1
+                yield Sample(i, image_path, box, phrases[0], phrases, i + 1, phrase_type=t)
+                continue
             n_taken += 1
-            yield Sample(i, image_path, box, phrases[0], phrases, i + 1, phrase_type=(types or {}).get(phrases[0]))
+            yield Sample(i, image_path, box, phrases[0], phrases, i + 1)
+        out.n_rows_in_csv += n_in_csv
 
 
 def _has_undecodable(s: str) -> bool:

@@ -210,20 +210,24 @@ def build_method(cfg: DictConfig, backbone):
 def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from ..data.splits import load_split
     from .evaluator import GroundingEvaluator
-    from .runner import run_split, select_shard
+    from .runner import RunLock, run_split, select_shard
 
     preflight(cfg)
-    split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error, limit=cfg.limit)
-    samples = select_shard(list(split), cfg.shard)
-    backbone = load_backbone_for(cfg)
-    method = build_method(cfg, backbone)
-    identity = build_identity(cfg, split, method, backbone)
-    log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
-             split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
-    evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
-    metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
-                        viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0), progress=bool(cfg.get("progress", True)),
-                        data_root=str(cfg.data_root), save_maps=bool(cfg.get("save_maps", True)))
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):  # before anything slow: a second process on this directory fails at once
+        split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error, limit=cfg.limit)
+        samples = select_shard(list(split), cfg.shard)
+        backbone = load_backbone_for(cfg)
+        method = build_method(cfg, backbone)
+        identity = build_identity(cfg, split, method, backbone)
+        log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
+                 split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
+        evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
+        metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
+                            viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0),
+                            progress=bool(cfg.get("progress", True)), data_root=str(cfg.data_root), locked=True,
+                            save_maps=bool(cfg.get("save_maps", True)))
     metrics["run_dir"] = str(run_dir)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
           f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")

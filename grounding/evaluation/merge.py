@@ -3,23 +3,36 @@
 Refused, with a message naming the shard directory: shards of different configurations (everything
 in run.json but ``shard`` must agree), shards that are not exactly ``0/n … n-1/n``, a shard whose
 predictions do not hold exactly its rows of the split (a gap, an overlap, a partial run), a shard whose
-metrics.json is stale against its predictions, and ``-o`` equal to an input. OUT then holds
+metrics.json is stale against its predictions, ``-o`` equal to an input or holding a run of another
+configuration, and any directory another process is writing (each is locked while merged). OUT then holds
 predictions.jsonl (sorted by row index), run.json and metrics.json recomputed from the merged file —
 identical to a single run's.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import List
 
-from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, identity_differences,
+from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, RunLock, atomic_write_text, identity_differences,
                      parse_shard, read_identity, read_predictions, summarise_run)
 
 STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
+
+
+def _read_metrics(d: Path) -> dict:
+    p = d / METRICS_FILE
+    try:
+        m = json.loads(p.read_text())
+        if not isinstance(m, dict):
+            raise ValueError("not a JSON object")
+        return m
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{p} is corrupt ({e}); rerun that shard to rewrite it") from None
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:
@@ -30,24 +43,47 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
     for d in dirs:
         if out.resolve() == d.resolve():
             raise RunError(f"-o {out} is one of the inputs; write the merged run to a new directory")
-    idents, rows = [], {}
+    if len({d.resolve() for d in dirs}) < len(dirs):
+        raise RunError(f"a run directory is given twice: {' '.join(map(str, dirs))}")
+    with contextlib.ExitStack() as locks:  # no run may write to an input or to OUT while they are merged
+        for d in dirs:
+            try:
+                locks.enter_context(RunLock(d))
+            except RunError:
+                raise
+            except OSError:  # missing (reported below) or read-only: then no run can be writing to it either
+                pass
+        return _merge_locked(out, dirs)
+
+
+def _merge_locked(out: Path, dirs: List[Path]) -> dict:
+    idents, rows, base = [], {}, None
     for d in dirs:
         for f in (RUN_FILE, PRED_FILE, METRICS_FILE):
             if not (d / f).is_file():
                 raise RunError(f"{d}: no {f} (is this a finished run directory?)")
         ident = read_identity(d)
+        shard = ident.get("shard")
+        if not shard:
+            raise RunError(f"{d} is not a shard run (no shard=i/n in its run.json)")
+        other = {k: v for k, v in ident.items() if k != "shard"}
+        if base is None:
+            base = other
+        diff = identity_differences(base, other)
+        if diff:
+            raise RunError(f"{d} ran another configuration than {dirs[0]}: " + "; ".join(diff))
+        i, n = parse_shard(shard)
+        n0 = parse_shard(idents[0]["shard"])[1] if idents else n
+        if n != n0:
+            raise RunError(f"{d} is shard {shard}, but {dirs[0]} is a shard of {n0}")
         idents.append(ident)
         preds = read_predictions(d / PRED_FILE)
-        stored = json.loads((d / METRICS_FILE).read_text())
+        stored = _read_metrics(d)
         fresh = summarise_run(d, ident)
         stale = [k for k in STABLE_METRICS if stored.get(k) != fresh.get(k)]
         if stale:
             raise RunError(f"{d}: metrics.json is stale against predictions.jsonl ({', '.join(stale)} differ); "
                            f"rerun that shard to finish it")
-        shard = ident.get("shard")
-        if not shard:
-            raise RunError(f"{d} is not a shard run (no shard=i/n in its run.json)")
-        i, n = parse_shard(shard)
         expected = len(range(i, int(ident["split_rows"]), n))
         if len(preds) != expected:
             raise RunError(f"{d}: shard {shard} holds {len(preds)} rows, its part of the split has {expected}")
@@ -55,30 +91,39 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
             if r["index"] in rows:
                 raise RunError(f"{d}: row {r['index']} is also in another shard")
             rows[r["index"]] = r
-    base = {k: v for k, v in idents[0].items() if k != "shard"}
-    for d, ident in zip(dirs, idents):
-        other = {k: v for k, v in ident.items() if k != "shard"}
-        diff = identity_differences(base, other)
-        if diff:
-            raise RunError(f"{d} ran another configuration than {dirs[0]}: " + "; ".join(diff))
-    shards = sorted(parse_shard(i["shard"]) for i in idents)
-    n = shards[0][1]
-    if [s for s in shards] != [(k, n) for k in range(n)]:
-        raise RunError(f"shards {[i['shard'] for i in idents]} are not exactly 0/{n} … {n - 1}/{n}")
+    n = parse_shard(idents[0]["shard"])[1]
+    given = {parse_shard(i["shard"])[0]: d for i, d in zip(idents, dirs)}
+    if len(given) < len(dirs):  # two directories of the same shard (their rows would overlap)
+        seen = {}
+        for i, d in zip(idents, dirs):
+            k = parse_shard(i["shard"])[0]
+            if k in seen:
+                raise RunError(f"{d} and {seen[k]} are both shard {k}/{n}")
+            seen[k] = d
+    missing = [f"{k}/{n}" for k in range(n) if k not in given]
+    if missing:
+        raise RunError(f"shard(s) {', '.join(missing)} missing: the given directories ("
+                       + ", ".join(f"{d} = {i['shard']}" for i, d in zip(idents, dirs)) + f") are not exactly 0/{n} … {n - 1}/{n}")
     if len(rows) != int(base["split_rows"]):
         raise RunError(f"the shards hold {len(rows)} rows; the split has {base['split_rows']}")
-    out.mkdir(parents=True, exist_ok=True)
-    ordered = [rows[i] for i in sorted(rows)]
     identity = dict(base, shard=None)
-    atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
-    atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
-    for d in dirs:  # the shards' score-map thumbnails (grounding-report)
-        for png in sorted((d / "maps").glob("*.png")):
-            (out / "maps").mkdir(exist_ok=True)
-            shutil.copy2(png, out / "maps" / png.name)
-    metrics = summarise_run(out, identity)
-    metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
-    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        if (out / RUN_FILE).is_file():  # never overwrite the run of another configuration
+            diff = identity_differences(read_identity(out), json.loads(json.dumps(identity, default=str)))
+            if diff:
+                raise RunError(f"-o {out} holds a run of another configuration ({'; '.join(diff)}); choose a new "
+                               f"directory")
+        ordered = [rows[i] for i in sorted(rows)]
+        atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
+        atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
+        for d in dirs:  # the shards' score-map thumbnails (grounding-report)
+            for png in sorted((d / "maps").glob("*.png")):
+                (out / "maps").mkdir(exist_ok=True)
+                shutil.copy2(png, out / "maps" / png.name)
+        metrics = summarise_run(out, identity)
+        metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
+        atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
 
 

@@ -4,13 +4,15 @@ Layout of a run directory::
 
     run.json            the run's identity: everything its predictions depend on (checked on restart)
     predictions.jsonl   one JSON object per row (the evaluator's record), appended as rows finish
-    metrics.json        the evaluator's summary of the whole predictions file, written atomically
+    metrics.json        the evaluator's summary of the whole predictions file, written atomically at the
+                        end of a run (removed when a run starts, so it never outlives its predictions)
     figures/            Fig. 4-style pictures for the first ``viz`` rows
     maps/               a small score-map thumbnail per row, for grounding-report (``save_maps``)
     .lock               held (an OS lock, gone with its process) while a run writes here
 
 Restarting on the same directory keeps the rows already in ``predictions.jsonl`` (a torn last line,
-from a killed process, is redone) and evaluates again the rows recorded as skipped.
+from a killed process, is redone) and evaluates again the rows recorded as skipped. A directory is
+used only under the identity in its run.json (predictions without a run.json are never adopted).
 """
 from __future__ import annotations
 
@@ -54,19 +56,24 @@ def read_predictions(path: Path, repair: bool = False) -> List[Dict[str, Any]]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    rows, good_end, pos = [], 0, 0
+    rows, good_end, pos, line_no = [], 0, 0, 0
     while pos < len(data):
         nl = data.find(b"\n", pos)
         if nl < 0:
             break
-        line = data[pos:nl]
+        line, line_no = data[pos:nl], line_no + 1
         try:
             if line.strip():
-                rows.append(json.loads(line))
-        except json.JSONDecodeError:
+                row = json.loads(line)
+                if not isinstance(row, dict) or isinstance(row.get("index"), bool) or not isinstance(row.get("index"), int):
+                    raise RunError(f"{path}: line {line_no} is not a prediction record (a JSON object with an "
+                                   f"integer \"index\"); refusing to use this run directory (move the file away, "
+                                   f"or fix that line)")
+                rows.append(row)
+        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
             if data.find(b"\n", nl + 1) >= 0:  # a bad line in the middle is corruption, not a torn end
-                raise RunError(f"{path}: line {len(rows) + 1} is not valid JSON; refusing to resume (move the file "
-                               f"away, or fix that line)")
+                raise RunError(f"{path}: line {line_no} is not valid JSON; refusing to use this run directory "
+                               f"(move the file away, or fix that line)") from None
             break
         good_end = pos = nl + 1
     if good_end < len(data):
@@ -151,13 +158,17 @@ def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
             raise ValueError("not a JSON object")
         return d
     except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{p} is corrupt ({e}); move the run directory away or delete run.json to start over") from None
+        raise RunError(f"{p} is corrupt ({e}); move the run directory away (or delete it) to start over") from None
 
 
 def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
     """Refuse to mix predictions of different configurations in one run directory."""
     old = read_identity(run_dir)
     if old is None:
+        pred = Path(run_dir) / PRED_FILE
+        if pred.exists() and pred.stat().st_size > 0:  # predictions of an unknown configuration: never adopted
+            raise RunError(f"{run_dir} holds {PRED_FILE} but no {RUN_FILE}, so the configuration of its predictions "
+                           f"is unknown; move the directory away (or delete it) to start over")
         atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         return
     diff = identity_differences(old, json.loads(json.dumps(identity, default=str)))
@@ -243,18 +254,22 @@ def _where(s) -> str:
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
-              data_root: Optional[str] = None, save_maps: bool = True) -> Dict[str, Any]:
+              data_root: Optional[str] = None, save_maps: bool = True, locked: bool = False) -> Dict[str, Any]:
     """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
     returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a small score-map
-    thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore)."""
+    thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore). ``locked``: the
+    caller already holds the directory's :class:`RunLock`."""
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     run_dir = Path(run_dir)
+    args = (method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root, save_maps)
+    if locked:  # the caller holds this directory's RunLock (evaluate() takes it before loading a model)
+        check_run_identity(run_dir, identity)
+        return _run_locked(*args)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         check_run_identity(run_dir, identity)
-        return _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
-                           save_maps)
+        return _run_locked(*args)
 
 
 def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
@@ -266,6 +281,9 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
 
     pred_path = run_dir / PRED_FILE
     old = read_predictions(pred_path, repair=True)
+    # metrics.json exists only while it is the summary of predictions.jsonl: a run that stops before its
+    # end (an error under on_error=raise, a kill) leaves none, rather than the previous run's numbers
+    (run_dir / METRICS_FILE).unlink(missing_ok=True)
     kept = [r for r in old if not r.get("skipped")]
     if len(kept) < len(old):  # rows skipped last time are evaluated again
         log.info("%s: retrying %d rows recorded as skipped", run_dir, len(old) - len(kept))
@@ -362,7 +380,7 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
     metrics = summarise_run(run_dir, identity)
     metrics["timing"] = {"rows_timed": timed_rows, "seconds": round(timed_seconds, 3),
                          "rows_per_second": round(timed_rows / timed_seconds, 4) if timed_seconds > 0 else None,
-                         "device": identity.get("device"), "note": "first image excluded (warm-up); "
+                         "device": identity.get("device_type"), "note": "first image excluded (warm-up); "
                          "rows computed in this invocation only"}
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
