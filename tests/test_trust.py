@@ -21,7 +21,7 @@ from grounding.config import compose, run_dir_name, run_spec
 from grounding.data.datasets import DatasetError
 from grounding.data.zsg import MAX_FIELD, load_zsg_csv
 from grounding.eval import evaluate
-from grounding.evaluation.evaluate import file_sha256, preflight
+from grounding.evaluation.evaluate import file_sha256
 from grounding.evaluation.merge import main as merge_main, merge_runs
 from grounding.evaluation.runner import RunError, read_predictions, summarise_run
 from grounding.methods.base import ConfigError

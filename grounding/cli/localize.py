@@ -57,7 +57,7 @@ def run(argv: List[str]) -> int:
 
     from ..config import compose
     from ..eval import _short_hydra_error
-    from ..evaluation.evaluate import validate_method_config
+    from ..evaluation.evaluate import check_backbone_config, check_device, validate_method_config
     from ..methods.base import ConfigError
 
     image_path, phrase, overrides = argv[0], argv[1], [a for a in argv[2:] if a != "--debug"]
@@ -67,6 +67,8 @@ def run(argv: List[str]) -> int:
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_short_hydra_error(e, overrides)) from None
     validate_method_config(cfg)
+    check_backbone_config(cfg)
+    check_device(cfg)
 
     import numpy as np
 

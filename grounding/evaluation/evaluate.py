@@ -64,10 +64,10 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
     if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
         raise ConfigError(f"data_root={cfg.data_root} is not a folder; point it at the folder holding "
                           f"ds_csv_ann/ (see README's data layout)")
-    if cfg.backbone.get("library", "openai") == "openai":  # the weights file, before torch is imported
-        from ..models.names import resolve_checkpoint
+    check_device(cfg)
 
-        resolve_checkpoint(cfg.backbone.name, cfg.backbone.get("cache_dir"))
+
+def check_device(cfg: DictConfig) -> None:
     if str(cfg.get("device", "cpu")).startswith("cuda"):
         import torch
 
@@ -134,16 +134,22 @@ def json_safe(x):
 
 
 def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
-    """Cheap backbone checks with one-line messages (no torch): the library, and for open_clip the arch
-    (known, servable) and, with ``files``, the weights file (given, existing)."""
+    """Cheap backbone checks with one-line messages (no torch): the library; for open_clip the arch (known,
+    servable); with ``files``, the weights file (OpenAI: resolved in the clip cache; open_clip: given, existing)."""
     from ..models.names import BackboneError, open_clip_key
 
     b = cfg.backbone
     lib = b.get("library", "openai")
+    if lib == "registered":  # built in code (the toy): no file
+        return
     if lib == "openai":
+        if files:  # the weights file, before torch is imported
+            from ..models.names import resolve_checkpoint
+
+            resolve_checkpoint(b.name, b.get("cache_dir"))
         return
     if lib != "open_clip":
-        raise ConfigError(f"backbone.library={lib!r}: expected openai or open_clip")
+        raise ConfigError(f"backbone.library={lib!r}: expected openai, open_clip or registered")
     if OmegaConf.is_missing(b, "arch") or not b.get("arch"):
         raise ConfigError("backbone=open_clip needs backbone.arch=NAME or a model-config JSON path "
                           "(e.g. backbone.arch=ViT-H-14) and backbone.pretrained=FILE")
