@@ -65,3 +65,31 @@ def test_registered_method_reproduces_the_authors_maps_and_boxes(method, backbon
         assert list(out.cell_box) == list(hier), f"{method} case {key}"
         assert list(loc.localize_prepared(prep, case["phrase"], box_search="exact").cell_box) == list(exact)
     assert not loc.method.tuned  # α, σ borrowed from ours-ViT: recorded as not tuned
+
+
+@pytest.mark.parametrize("method", ZOO)
+def test_each_runs_on_the_demo_through_the_app(method, tmp_path):
+    """`python -m grounding.eval split=demo backbone=toy method=NAME` (in process, 4 rows)."""
+    from grounding.config import compose
+    from grounding.eval import evaluate
+
+    root = Path(__file__).resolve().parents[1] / "data"
+    cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", f"data_root={root}", "limit=4",
+                             "cache.enabled=false", "progress=false"])
+    with _no_check():
+        m = evaluate(cfg, tmp_path / "run")
+    assert m["n"] == 4 and m["method"] == method and m["tuned"] is False
+    assert m["params"]["alpha"] == 0.5 and m["params"]["temperature"] == 0.05  # the toy's ours-ViT values
+
+
+def _no_check():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def cm():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GEM / CLIP Surgery on the one-block toy warn that they use all blocks
+            yield
+
+    return cm()

@@ -39,17 +39,17 @@ def _chroma(rgb) -> np.ndarray:
     return v - v.mean()
 
 
-def toy_tokenize(phrase: str):
+def toy_tokenize(phrase: str, allow_empty: bool = False):
     """CLIP's BPE, with a warning when the phrase names none of the colours the toy understands."""
     import warnings
 
     from .text import tokenize
 
     words = {w.strip(".,;:!?'\"").lower() for w in str(phrase).split()}
-    if not words & set(PALETTE):
+    if not (allow_empty and not str(phrase).strip()) and not words & set(PALETTE):
         warnings.warn(f"backbone=toy understands only the colour words {', '.join(PALETTE)}; {phrase!r} has none, "
                       f"so its box is meaningless (use a real CLIP backbone for real photos)", stacklevel=2)
-    return tokenize(phrase)
+    return tokenize(phrase, allow_empty=allow_empty)
 
 
 @register_backbone("toy", tokenizer=toy_tokenize)
