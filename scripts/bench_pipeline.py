@@ -121,17 +121,20 @@ def _slic(im, segs, threads):
     return slic_regions(im, segs, 50, 0, workers=None if threads else 1)
 
 
+def _ours(**kw):
+    return lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up, **kw)
+
+
 def prepare_variants(device):
-    """name → (SLIC in threads?, embeddings fn(visual, x, regions, upsample), low precision?)"""
-    v = {
-        "today": (False, lambda vis, x, r, up: today_region_embeddings(vis, x, r, up), False),
-        "1 distinct": (False, lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up, dense=True), False),
-        "2 segments": (False, lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up, dedup=False), False),
-        "1+2": (False, lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up), False),
-        "1+2 +SLIC threads": (True, lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up), False),
-        "1+2 +SLIC threads bf16": (True, lambda vis, x, r, up: ours_vit.vit_region_embeddings(vis, x, r, upsample=up), True),
+    """name → (SLIC in threads?, embeddings fn(visual, x, regions, upsample), bf16?)"""
+    return {
+        "today": (False, today_region_embeddings, False),
+        "1 distinct": (False, _ours(dense=True), False),
+        "2 segments": (False, _ours(dedup=False), False),
+        "1+2": (False, _ours(), False),
+        "1+2 +SLIC threads": (True, _ours(), False),
+        "1+2 +SLIC threads bf16": (True, _ours(), True),
     }
-    return v
 
 
 def _sync(device):
@@ -151,8 +154,17 @@ def maps_and_boxes(model, regions, emb, params, phrases, device):
     return out
 
 
+def _status_mib(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return float(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_probe(arch, variant, upsample, segs, device):
-    """Run in a fresh process: build the model, prepare one image with ``variant``; print peak RSS (MiB)."""
+    """Run in a fresh process: build the model, prepare one image with ``variant``; print the peak RSS (MiB)
+    of the prepare step and the RSS before it. The kernel's peak counter is reset after the model is built
+    (``/proc/self/clear_refs``), so the peak is the prepare step's, not the model construction's."""
     import resource
 
     model = build_model(arch).to(device)
@@ -161,10 +173,15 @@ def memory_probe(arch, variant, upsample, segs, device):
         model = cast_to_precision(model, torch.bfloat16)
     im = workload(1, 1)[0][0]
     im = resize_square(Image.fromarray(im), 224)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    regions = _slic(im, segs, threads)
-    fn(model.visual, preprocess(im, 224, device, model.visual.conv1.weight.dtype), regions, upsample)
-    print(f"MEMPROBE {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} {before:.1f}")
+    x = preprocess(im, 224, device, model.visual.conv1.weight.dtype)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (Linux)
+        before, peak = _status_mib("VmRSS"), lambda: _status_mib("VmHWM")
+    except OSError:  # not Linux: process-lifetime peak
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
+    fn(model.visual, x, _slic(im, segs, threads), upsample)
+    print(f"MEMPROBE {peak():.1f} {before:.1f}")
 
 
 def build_model(arch):
@@ -186,8 +203,9 @@ def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True)
         warm = imgs[0]
         for name, (threads, fn, is_low) in variants.items():  # warm-up, excluded
             m = low if is_low else model
-            fn(m.visual, preprocess(warm, 224, device, m.visual.conv1.weight.dtype), _slic(warm, segs[:1], threads), upsample)
-        peak = {}
+            x = preprocess(warm, 224, device, m.visual.conv1.weight.dtype)
+            fn(m.visual, x, _slic(warm, segs[:1], threads), upsample)
+        peak, extra = {}, {}
         for im in imgs:
             for name, (threads, fn, is_low) in variants.items():
                 m = low if is_low else model
@@ -216,8 +234,9 @@ def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True)
             results["1+2 batched"] = list(zip(regs, embs))
         ref = [maps_and_boxes(model, r, e, params, phrases, device) for r, e in results["today"]]
         n_regions = np.mean([r.n_regions for r, _ in results["today"]])
-        n_distinct = np.mean([len(ours_vit.distinct_memberships(
-            ours_vit.patch_membership(r, _grid(model.visual, upsample), "cpu").numpy())[0]) for r, _ in results["today"]])
+        grid = _grid(model.visual, upsample)
+        n_distinct = np.mean([len(ours_vit.distinct_memberships(ours_vit.patch_membership(r, grid, "cpu").numpy())[0])
+                              for r, _ in results["today"]])
         base = float(np.sum(times["today"]))
         for name in times:
             if not probes:
@@ -225,7 +244,8 @@ def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True)
             elif name in peak:
                 mem = peak[name]
             else:
-                mem = _probe(arch, name, upsample, segs, device)
+                mem, before = _probe(arch, name, upsample, segs, device)
+                extra[name] = mem - before
             txt = low if variants.get(name, (0, 0, False))[2] else model
             got = [maps_and_boxes(txt, r, e, params, phrases, device) for r, e in results[name]]
             dmap = max(float(np.abs(a[0] - b[0]).max()) for ga, gb in zip(ref, got) for a, b in zip(ga, gb))
@@ -234,7 +254,7 @@ def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True)
                     for ga, gb in zip(ref, got) for a, b in zip(ga, gb)]
             rows.append({"model": arch, "variant": name, "s/image": float(np.mean(times[name])),
                          "speed-up vs today": base / float(np.sum(times[name])),
-                         "peak MiB": mem, "max |Δmap|": dmap,
+                         "peak MiB": mem, "peak − RSS before MiB": extra.get(name, float("nan")), "max |Δmap|": dmap,
                          "boxes = today": f"{same}/{len(ious)}", "min IoU": min(ious)})
         agree.append(f"{arch}: {n_regions:.0f} regions/image, {n_distinct:.0f} distinct patch memberships")
         del model, low
@@ -253,8 +273,8 @@ def _probe(arch, variant, upsample, segs, device):
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("MEMPROBE")]
     if r.returncode or not line:
         print(r.stderr[-2000:], file=sys.stderr)
-        return float("nan")
-    return float(line[0].split()[1])
+        return float("nan"), float("nan")
+    return float(line[0].split()[1]), float(line[0].split()[2])
 
 
 def workload(n_images, phrases_per_image, seed=0):
@@ -337,12 +357,15 @@ def main():
            else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     upsample = 2
     if a.quick:
-        archs, segs, n_prep, phrases = ["tiny"], [100, 200, 300], 1, PHRASES[:2]
+        archs, segs, n_prep, phrases = ["tiny"], [100, 200], 1, PHRASES[:1]
     else:
         archs, segs, n_prep, phrases = ["ViT-B/32", "ViT-B/16"], list(range(100, 601, 50)), a.prep_images, PHRASES[:3]
     prep, notes = prepare_table(archs, n_prep, segs, upsample, a.device, phrases, probes=not a.quick)
-    mem_how = ("torch.cuda.max_memory_allocated" if a.device.startswith("cuda")
-               else "ru_maxrss of a fresh process (model included)" if not a.quick else "not measured in --quick")
+    mem_how = "not measured in --quick"
+    if a.device.startswith("cuda"):
+        mem_how = "torch.cuda.max_memory_allocated"
+    elif not a.quick:
+        mem_how = "peak RSS (VmHWM) of the prepare step in a fresh process, model included"
     text = (note + f"Prepare (SLIC + region tokens) on {dev}, torch {torch.__version__}: {len(segs)} SLIC scales "
             f"({segs[0]}..{segs[-1]}), upsample {upsample}, {n_prep} image(s), {len(phrases)} phrases each; "
             f"variants interleaved per image; peak memory: {mem_how}. {'; '.join(notes)}.\n\n"
@@ -368,7 +391,7 @@ def main():
         p = tmp / f"img{i}.png"
         Image.fromarray(im).save(p)
         paths.append(str(p))
-    alphas, temps = ([0.6, 0.9], [0.01, 0.03]) if a.quick else ([0.6, 0.7, 0.75, 0.8, 0.9], [0.005, 0.01, 0.02, 0.03, 0.05])
+    alphas, temps = ([0.6, 0.9], [0.01]) if a.quick else ([0.6, 0.7, 0.75, 0.8, 0.9], [0.005, 0.01, 0.02, 0.03, 0.05])
     for name, model in models.items():
         bb = Backbone(name=name, model=model.to(a.device), device=torch.device(a.device), dtype=torch.float32)
         loc = Localizer(bb, "ours", device=a.device, family="flickr", box_search="hierarchical", **overrides)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from grounding.data.images import preprocess  # noqa: E402
 from grounding.methods import ours_vit  # noqa: E402
 from grounding.stages.regions import slic_regions  # noqa: E402
-from grounding.models.random import tiny_clip  # noqa: E402
+from grounding.models.random import random_clip, tiny_clip  # noqa: E402
 
 
 def main():
@@ -31,7 +31,6 @@ def main():
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "scaling.md"))
     a = ap.parse_args()
-    from clip.model import CLIP
     from PIL import Image
     import skimage.data
 
@@ -40,8 +39,7 @@ def main():
         models = {"tiny ViT/32": tiny_clip("vit", patch_size=32)}
         scales, ups, n_img = [1, 3], [1, 2], 1
     else:
-        models = {"ViT-B/32 size": CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).eval(),
-                  "ViT-B/16 size": CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12).eval()}
+        models = {"ViT-B/32 size": random_clip("ViT-B/32"), "ViT-B/16 size": random_clip("ViT-B/16")}
         scales, ups, n_img = [1, 3, 6, 11], [1, 2, 4], a.images
     base = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((224, 224), Image.BICUBIC))
     imgs = [np.roll(base, 37 * i, axis=1) for i in range(n_img)]
