@@ -149,3 +149,13 @@ def test_bf16_checkpoint_runs_on_cpu(tiny_ckpts):
     assert loc.backbone.dtype == torch.bfloat16
     out = loc(skimage.data.coffee(), "a cup")
     assert np.isfinite(out.score_map).all() and out.score_map.max() == 1.0
+
+
+def test_random_clip_names_openai_architectures():
+    import clip
+
+    from grounding.models.random import ARCHITECTURES, random_clip
+
+    assert set(ARCHITECTURES) == set(clip.available_models())
+    with pytest.raises(ValueError, match="unknown architecture"):
+        random_clip("ViT-B/8")
