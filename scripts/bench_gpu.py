@@ -29,18 +29,10 @@ from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding.data.images import preprocess  # noqa: E402
 from grounding.methods import ours_vit, resnet_dense  # noqa: E402
 from grounding.models.backbones import cast_to_precision  # noqa: E402
+from grounding.models.random import random_clip  # noqa: E402
 from grounding.stages.regions import slic_regions  # noqa: E402
 
-
-def random_clip(kind: str):
-    from clip.model import CLIP
-
-    torch.manual_seed(0)
-    if kind == "vit_l14":
-        return CLIP(768, 224, 24, 1024, 14, 77, 49408, 768, 12, 12)
-    if kind == "rn50x4":
-        return CLIP(640, 288, (4, 6, 10, 6), 80, None, 77, 49408, 640, 10, 12)
-    raise ValueError(kind)
+ARCH = {"vit_l14": "ViT-L/14", "rn50x4": "RN50x4"}
 
 
 def build(arch, device, dtype):

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from grounding.data.images import preprocess  # noqa: E402
 from grounding.methods import ours_vit  # noqa: E402
 from grounding.stages.regions import slic_regions  # noqa: E402
-from grounding.models.random import tiny_clip  # noqa: E402
+from grounding.models.random import random_clip, tiny_clip  # noqa: E402
 
 
 def main():
@@ -35,7 +35,6 @@ def main():
                     help="open_clip:ARCH (an open_clip ViT name or model-config JSON; random weights from open_clip's "
                          "create_model, nothing downloaded); repeatable; replaces the default models")
     a = ap.parse_args()
-    from clip.model import CLIP
     from PIL import Image
     import skimage.data
 
@@ -44,8 +43,7 @@ def main():
         models = {"tiny ViT/32": tiny_clip("vit", patch_size=32)}
         scales, ups, n_img = [1, 3], [1, 2], 1
     else:
-        models = {"ViT-B/32 size": CLIP(512, 224, 12, 768, 32, 77, 49408, 512, 8, 12).eval(),
-                  "ViT-B/16 size": CLIP(512, 224, 12, 768, 16, 77, 49408, 512, 8, 12).eval()}
+        models = {"ViT-B/32 size": random_clip("ViT-B/32"), "ViT-B/16 size": random_clip("ViT-B/16")}
         scales, ups, n_img = [1, 3, 6, 11], [1, 2, 4], a.images
     if a.arch:
         from grounding.models.open_clip_backbone import load_open_clip

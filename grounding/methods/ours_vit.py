@@ -9,7 +9,7 @@ and class tokens run the unmodified CLIP forward. The stem convolution's stride 
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise
 from .base import BOX_PARAMS, Param, all_positive, positive, register_method
 from .dense import DenseMethod, Prepared
 from .hparams import paper_hparams
+
 
 def stem_geometry(visual, upsample: int, stem_padding="reference") -> Tuple[int, int]:
     """Stride and padding of the patch-embedding convolution.
@@ -58,24 +59,85 @@ def upsample_positional_embedding(pos: torch.Tensor, grid: int, fp16: bool = Tru
     return out.half().to(pos.dtype) if fp16 else out.to(pos.dtype)
 
 
-def patch_membership(regions: Regions, grid: int, device) -> torch.Tensor:
-    """(R, grid²) bool: which patches each region's token may attend to.
+def patch_labels(regions: Regions, grid: int) -> np.ndarray:
+    """(S, grid²) int64: the flat index of the region owning each patch, per SLIC scale.
 
-    Each region mask is resampled to the patch grid with nearest-neighbour interpolation (as the
-    reference), i.e. patch (i, j) belongs to the region containing pixel (⌊i·H/grid⌋, ⌊j·W/grid⌋).
+    Each label map is resampled to the patch grid with nearest-neighbour interpolation (as the
+    reference resamples each region mask), i.e. patch (i, j) takes the label of pixel
+    (⌊i·H/grid⌋, ⌊j·W/grid⌋).
     """
-    lab = torch.from_numpy(regions.flat_labels()).to(device)
+    lab = torch.from_numpy(regions.flat_labels())
     sampled = F.interpolate(lab[:, None].float(), size=(grid, grid), mode="nearest")[:, 0].long()
-    sampled = sampled.reshape(sampled.shape[0], -1)  # (S, P)
-    member = torch.zeros(regions.n_regions, grid * grid, dtype=torch.bool, device=device)
+    return sampled.reshape(sampled.shape[0], -1).numpy()
+
+
+def patch_membership(regions: Regions, grid: int, device) -> torch.Tensor:
+    """(R, grid²) bool: which patches each region's token may attend to (see :func:`patch_labels`).
+
+    A region too small to own a patch centre has an empty row: its token attends only to itself.
+    """
+    sampled = patch_labels(regions, grid)
+    member = np.zeros((regions.n_regions, grid * grid), dtype=bool)
+    cols = np.arange(grid * grid)
     for s in range(sampled.shape[0]):
-        member[sampled[s], torch.arange(grid * grid, device=device)] = True
-    return member
+        member[sampled[s], cols] = True
+    return torch.from_numpy(member).to(device)
+
+
+def distinct_memberships(member: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows of the (R, P) bool membership that are distinct, and where every region maps to.
+
+    Returns ``(first, inverse)``: ``member[first]`` are the distinct rows in order of first occurrence
+    and ``member[first][inverse] == member``. Region tokens depend on nothing but their membership
+    (they start as the class token and never attend to each other, Eq. 7), so computing one token per
+    distinct row and gathering with ``inverse`` is exact. This includes the regions that own no patch
+    (an empty row): their token attends only to itself and is the same for all of them.
+    """
+    packed = np.packbits(member, axis=1)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return first[order], rank[inverse]
+
+
+def bucket_length(n: int) -> int:
+    """Padded key count of a region owning ``n`` patches: exact up to 16, then rounded up so that
+    padding stays below 1/8 (17 → 18, 100 → 104, 784 → 832): few buckets, little padding."""
+    if n <= 16:
+        return n
+    step = 2 ** (int(math.floor(math.log2(n))) - 3)
+    return -(-n // step) * step
+
+
+def segment_groups(sizes: np.ndarray, cols: np.ndarray, device) -> List[Tuple[torch.Tensor, Optional[torch.Tensor],
+                                                                             Optional[torch.Tensor]]]:
+    """Bucket regions given in CSR form (``sizes`` patches each, their patch indices ``cols`` concatenated)
+    by :func:`bucket_length`. Returns ``(rows, idx, valid)`` per bucket: the region rows, their (n, L) patch
+    indices (padded with the region's first patch; ``None`` for regions owning no patch) and the (n, L)
+    mask of real entries (``None`` when no entry is padding)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    keys = np.fromiter((bucket_length(int(n)) for n in sizes), dtype=np.int64, count=len(sizes))
+    groups = []
+    for L in np.unique(keys):
+        rows = np.nonzero(keys == L)[0]
+        if L == 0:
+            groups.append((torch.from_numpy(rows).to(device), None, None))
+            continue
+        ar = np.arange(L)[None]
+        valid = ar < sizes[rows][:, None]
+        pos = np.where(valid, starts[rows][:, None] + ar, starts[rows][:, None])
+        idx = torch.from_numpy(cols[pos]).to(device)
+        groups.append((torch.from_numpy(rows).to(device), idx,
+                       None if valid.all() else torch.from_numpy(valid).to(device)))
+    return groups
 
 
 def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x_region: torch.Tensor,
                            member: torch.Tensor) -> torch.Tensor:
-    """Masked attention of region tokens (paper Eq. 7).
+    """Masked attention of region tokens (paper Eq. 7), dense form: the test oracle of
+    :func:`region_token_attention_segments` (``vit_region_embeddings(..., dense=True)``).
 
     Region token r attends to the patch tokens in its region and to itself; not to the class token
     nor to other region tokens. ``x_patch`` (P, D) and ``x_region`` (R, D) are already layer-normed.
@@ -99,45 +161,147 @@ def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
-@torch.no_grad()
-def vit_region_embeddings(visual, image: torch.Tensor, regions: Regions, *,
-                          upsample: int = 2, stem_padding="reference", region_chunk: int = 4096) -> torch.Tensor:
-    """Region-token embeddings (R, E) for one normalised image (1, 3, H, W): paper §3.2, Eq. 7.
+def region_token_attention_segments(attn: nn.MultiheadAttention, k_patch: torch.Tensor, v_patch: torch.Tensor,
+                                    x_region: torch.Tensor, groups) -> torch.Tensor:
+    """Masked attention of region tokens (paper Eq. 7) over each region's own patches only.
 
-    ``region_chunk`` bounds memory: region tokens never interact, so chunks are exact.
+    The same function as :func:`region_token_attention` (exact up to fp32 rounding), without the
+    regions × patches score matrix: each region's keys and values are gathered from ``k_patch`` /
+    ``v_patch`` (N, D; the patch tokens' projections) by :func:`segment_groups`, so memory and work
+    per layer are proportional to the regions' sizes. ``x_region`` (R, D) is already layer-normed.
     """
+    d = x_region.shape[-1]
+    h = attn.num_heads
+    hd = d // h
+    w, b = attn.in_proj_weight, attn.in_proj_bias
+    q = F.linear(x_region, w[:d], b[:d]) * hd ** -0.5
+    k_r = F.linear(x_region, w[d:2 * d], b[d:2 * d])
+    v_r = F.linear(x_region, w[2 * d:], b[2 * d:])
+    out = torch.empty_like(v_r)
+    for rows, idx, valid in groups:
+        if idx is None:  # no patch: softmax over the token itself alone is 1
+            out[rows] = v_r[rows]
+            continue
+        n, L = idx.shape
+        qg = q[rows].reshape(n, 1, h, hd)
+        s_p = (qg * k_patch[idx].reshape(n, L, h, hd)).sum(-1).transpose(1, 2)  # (n, h, L)
+        if valid is not None:
+            s_p = s_p.masked_fill(~valid[:, None], float("-inf"))
+        s_r = (qg[:, 0] * k_r[rows].reshape(n, h, hd)).sum(-1, keepdim=True)  # (n, h, 1)
+        p = torch.softmax(torch.cat([s_p, s_r], -1).float(), -1).to(q.dtype)
+        o = torch.matmul(p[:, :, None, :L], v_patch[idx].reshape(n, L, h, hd).transpose(1, 2))[:, :, 0]
+        out[rows] = (o + p[..., L:] * v_r[rows].reshape(n, h, hd)).reshape(n, d)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+
+def _input_tokens(visual, images: torch.Tensor, upsample: int, stem_padding) -> torch.Tensor:
+    """(B, 3, H, W) → (B, 1 + g², D) after the strided stem, class token, interpolated positions, ln_pre."""
     dtype = visual.conv1.weight.dtype
-    x = image.to(dtype)
     stride, pad = stem_geometry(visual, upsample, stem_padding)
-    x = F.conv2d(x, visual.conv1.weight, stride=stride, padding=pad)  # (1, D, g, g)
+    x = F.conv2d(images.to(dtype), visual.conv1.weight, stride=stride, padding=pad)  # (B, D, g, g)
     grid = x.shape[-1]
     if x.shape[-2] != grid:
         raise ValueError("ViT region tokens need a square input")
-    x = x.flatten(2).transpose(1, 2)  # (1, P, D)
-    cls = visual.class_embedding.to(dtype).reshape(1, 1, -1)
+    x = x.flatten(2).transpose(1, 2)  # (B, P, D)
+    cls = visual.class_embedding.to(dtype).reshape(1, 1, -1).expand(x.shape[0], 1, -1)
     x = torch.cat([cls, x], 1)
     x = x + upsample_positional_embedding(visual.positional_embedding, grid,
                                           fp16=stem_padding == "reference").to(dtype)
-    x = visual.ln_pre(x)[0]  # (1 + P, D)
+    return visual.ln_pre(x)
 
-    member = patch_membership(regions, grid, x.device)
-    # Patch and class tokens: the unmodified forward, once. Keep each block's ln_1(patches).
-    ln_patches, tokens = [], x
+
+@torch.no_grad()
+def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions], *,
+                                upsample: int = 2, stem_padding="reference", region_chunk: int = 4096,
+                                dedup: bool = True, dense: bool = False) -> List[torch.Tensor]:
+    """Region-token embeddings of several images in one forward: paper §3.2, Eq. 7.
+
+    ``images``: normalised (B, 3, H, W) tensor or a list of (1, 3, H, W); returns one (R_b, E) tensor per
+    image. Patch and class tokens run the unmodified CLIP forward, batched. Region tokens of all images
+    are then processed together (each attends only to its own image's patches).
+
+    * ``dedup``: one token per distinct patch membership per image (:func:`distinct_memberships`), exact.
+    * ``dense``: the regions × patches masked attention (:func:`region_token_attention`), kept as the
+      oracle of the default segment attention (:func:`region_token_attention_segments`).
+    * ``region_chunk`` bounds memory: region tokens never interact, so chunks are exact.
+    ``dedup=False, dense=True`` is the original algorithm, token for token.
+    """
+    if isinstance(images, (list, tuple)):
+        images = torch.cat(list(images), 0)
+    if images.shape[0] != len(regions_list):
+        raise ValueError(f"{images.shape[0]} images but {len(regions_list)} region sets")
+    x = _input_tokens(visual, images, upsample, stem_padding)  # (B, 1 + P, D)
+    n_img, n_tok, _ = x.shape
+    grid = int(round(math.sqrt(n_tok - 1)))
+    n_patch = grid * grid
+    device = x.device
+
+    # Patch and class tokens: the unmodified forward, once. Keep each block's ln_1(patches), flattened.
+    ln_patches, tokens = [], x  # batch-first (grounding.models.vit: OpenAI and open_clip towers alike)
     for block in visual.transformer.resblocks:
-        ln_patches.append(block.ln_1(tokens[1:]))
-        tokens = block_forward(block, tokens[None])[0]
-    outs = []
-    for start in range(0, member.shape[0], region_chunk):
-        m = member[start:start + region_chunk]
-        r = x[:1].expand(m.shape[0], -1).clone()  # region tokens start as the class token
-        for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
-            r = r + layer_scale(block, 1)(region_token_attention(block.attn, ln_patch, block.ln_1(r), m))
-            r = r + layer_scale(block, 2)(block.mlp(block.ln_2(r)))
-        r = visual.ln_post(r)
-        if visual.proj is not None:
-            r = r @ visual.proj
-        outs.append(r)
-    return torch.cat(outs, 0)
+        ln_patches.append(block.ln_1(tokens[:, 1:]).reshape(n_img * n_patch, -1))
+        tokens = block_forward(block, tokens)
+
+    # Region tokens to compute, in CSR form over the flattened (image, patch) index.
+    sizes, cols, owner, inverses, n_rows = [], [], [], [], 0
+    for b, regions in enumerate(regions_list):
+        member = patch_membership(regions, grid, "cpu").numpy()
+        if dedup:
+            first, inv = distinct_memberships(member)
+            member = member[first]
+        else:
+            inv = np.arange(member.shape[0])
+        r, c = np.nonzero(member)
+        sizes.append(member.sum(1))
+        cols.append(c + b * n_patch)
+        owner.append(np.full(member.shape[0], b))
+        inverses.append(torch.from_numpy(inv + n_rows).to(device))
+        n_rows += member.shape[0]
+    sizes, cols, owner = np.concatenate(sizes), np.concatenate(cols), np.concatenate(owner)
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    r = x[torch.from_numpy(owner).to(device), 0]  # region tokens start as the class token
+    chunks = []
+    for lo in range(0, n_rows, region_chunk):
+        hi = min(lo + region_chunk, n_rows)
+        if dense:
+            m = torch.zeros(hi - lo, n_img * n_patch, dtype=torch.bool)
+            m[np.repeat(np.arange(hi - lo), sizes[lo:hi]), cols[starts[lo]:starts[hi]]] = True
+            chunks.append((lo, hi, m.to(device)))
+        else:
+            chunks.append((lo, hi, segment_groups(sizes[lo:hi], cols[starts[lo]:starts[hi]], device)))
+    d = x.shape[-1]
+    for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
+        w, bias = block.attn.in_proj_weight, block.attn.in_proj_bias
+        if not dense:
+            k_p = F.linear(ln_patch, w[d:2 * d], bias[d:2 * d])
+            v_p = F.linear(ln_patch, w[2 * d:], bias[2 * d:])
+        parts = []
+        for lo, hi, how in chunks:
+            rc = r[lo:hi]
+            if dense:
+                a = region_token_attention(block.attn, ln_patch, block.ln_1(rc), how)
+            else:
+                a = region_token_attention_segments(block.attn, k_p, v_p, block.ln_1(rc), how)
+            rc = rc + layer_scale(block, 1)(a)
+            parts.append(rc + layer_scale(block, 2)(block.mlp(block.ln_2(rc))))
+        r = torch.cat(parts, 0)
+    r = visual.ln_post(r)
+    if visual.proj is not None:
+        r = r @ visual.proj
+    return [r[inv] for inv in inverses]
+
+
+def vit_region_embeddings(visual, image: torch.Tensor, regions: Regions, *,
+                          upsample: int = 2, stem_padding="reference", region_chunk: int = 4096,
+                          dedup: bool = True, dense: bool = False) -> torch.Tensor:
+    """Region-token embeddings (R, E) for one normalised image (1, 3, H, W): paper §3.2, Eq. 7.
+
+    See :func:`vit_region_embeddings_batch` for the options (defaults: each distinct region once,
+    attention over each region's own patches).
+    """
+    return vit_region_embeddings_batch(visual, image, [regions], upsample=upsample, stem_padding=stem_padding,
+                                       region_chunk=region_chunk, dedup=dedup, dense=dense)[0]
 
 
 # ------------------------------------------------------------------------------------- the method

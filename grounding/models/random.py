@@ -31,6 +31,12 @@ def tiny_clip(kind: str = "vit", *, patch_size: int = 32, seed: int = 0, vision_
         model = CLIP(embed_dim, image_resolution, layers, width, None, 77, VOCAB, 64, 1, 1)
     else:
         raise ValueError("kind must be 'vit' or 'resnet'")
+    return randomise(model, seed, width_scale)
+
+
+def randomise(model: CLIP, seed: int = 0, width_scale: float = 1.0) -> CLIP:
+    """Redraw every floating parameter and BatchNorm statistic of ``model`` from ``torch.Generator(seed)``
+    in state-dict order (fan-in scaled matrices, gains near 1, small biases); returns it in fp32 eval mode."""
     g = torch.Generator().manual_seed(seed)
     sd = model.state_dict()
     with torch.no_grad():
@@ -51,3 +57,30 @@ def tiny_clip(kind: str = "vit", *, patch_size: int = 32, seed: int = 0, vision_
                 fan_in = max(1, t[0].numel()) if t.dim() > 1 else 1
                 t.copy_(width_scale * torch.randn(t.shape, generator=g) / fan_in ** 0.5)
     return model.float().eval()
+
+
+# OpenAI's architectures: CLIP(embed_dim, image_resolution, vision_layers, vision_width, vision_patch_size,
+# context_length, vocab_size, transformer_width, transformer_heads, transformer_layers), the numbers
+# clip.model.build_model reads from the released checkpoints.
+ARCHITECTURES = {
+    "RN50": (1024, 224, (3, 4, 6, 3), 64, None, 77, VOCAB, 512, 8, 12),
+    "RN101": (512, 224, (3, 4, 23, 3), 64, None, 77, VOCAB, 512, 8, 12),
+    "RN50x4": (640, 288, (4, 6, 10, 6), 80, None, 77, VOCAB, 640, 10, 12),
+    "RN50x16": (768, 384, (6, 8, 18, 8), 96, None, 77, VOCAB, 768, 12, 12),
+    "RN50x64": (1024, 448, (3, 15, 36, 10), 128, None, 77, VOCAB, 1024, 16, 12),
+    "ViT-B/32": (512, 224, 12, 768, 32, 77, VOCAB, 512, 8, 12),
+    "ViT-B/16": (512, 224, 12, 768, 16, 77, VOCAB, 512, 8, 12),
+    "ViT-L/14": (768, 224, 24, 1024, 14, 77, VOCAB, 768, 12, 12),
+    "ViT-L/14@336px": (768, 336, 24, 1024, 14, 77, VOCAB, 768, 12, 12),
+}
+
+
+def random_clip(arch: str, seed: int = 0) -> CLIP:
+    """A real-size CLIP with random weights (for benchmarks): OpenAI's layer counts and widths for
+    ``arch`` (a key of :data:`ARCHITECTURES`, e.g. ``ViT-B/16``, ``RN50x4``), weights by :func:`randomise`."""
+    from .names import canonical_name
+
+    arch = canonical_name(arch)  # "vit_b16" = "ViT-B/16"
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; one of {', '.join(ARCHITECTURES)}")
+    return randomise(CLIP(*ARCHITECTURES[arch]), seed)
