@@ -340,3 +340,23 @@ def test_zoo_and_refcoco_tables_from_runs(tmp_path):
     assert list(zoo.display["flickr_s1"]) == ["35.7", "25.0"] and list(zoo.display["refcoco_testA"]) == ["40.0", ""]
     ref = t["table_refcoco"]
     assert list(ref.display.columns) == ["method (backbone)", "refcoco_testA"] and list(ref.display.iloc[:, 1]) == ["40.0"]
+
+
+def test_breakdown_table_from_metrics(tmp_path):
+    bd = {"by_size": {"small": {"n": 4, "hits": 1, "acc": 0.25}, "medium": {"n": 0, "hits": 0, "acc": None}},
+          "by_phrase_length": {"1": {"n": 4, "hits": 1, "acc": 0.25}}}
+    _fake_run(tmp_path, "a", split="flickr_s1", method="ours", backbone_key="vit_b16", accuracy=0.25, n=4,
+              breakdowns=bd)
+    t = build_tables([tmp_path])["table_breakdowns"]
+    row = t.display.iloc[0]
+    assert row["run"] == "flickr_s1 · ours · vit_b16" and row["GT small"] == "25.0 (4)" and row["GT medium"] == ""
+    assert set(t.long.breakdown) == {"by_size", "by_phrase_length"}
+
+
+def test_sweep_summary_marks_the_best_job_per_split(tmp_path):
+    from grounding.evaluation.sweep import summary_rows, summary_table
+
+    for name, acc in (("a", 0.2), ("b", 0.4), ("c", 0.3)):
+        _fake_run(tmp_path, name, split="demo", method="ours", backbone_key="toy", accuracy=acc)
+    df = summary_table(summary_rows(tmp_path))
+    assert list(df[df.best == "*"].run) == ["b"] and list(df["acc_%"]) == [20.0, 40.0, 30.0]

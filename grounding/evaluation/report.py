@@ -61,16 +61,22 @@ class Run:
 
     @property
     def split(self) -> str:
-        return str(self.identity.get("split") or self.metrics.get("split") or "?")
+        split = self.metrics.get("split") or self.identity.get("split")
+        return str((split.get("name") if isinstance(split, dict) else split) or "?")
 
     @property
     def label(self) -> str:
-        ident = {**self.metrics, **self.identity}
-        parts = [str(ident.get("method") or "?"), str(ident.get("backbone_key") or ident.get("backbone") or "?")]
+        ident = {**self.identity, **self.metrics}  # metrics.json has the flat names; run.json nests them
+
+        def name(v):
+            return v.get("key") or v.get("name") if isinstance(v, dict) else v
+
+        parts = [str(name(ident.get("method")) or "?"), str(ident.get("backbone_key") or name(ident.get("backbone")) or "?")]
         over = ident.get("overrides") or {}
         if over:
             parts.append(",".join(f"{k}={v}" for k, v in sorted(over.items())))
-        return " · ".join(parts) + (f" [{self.suffix}]" if self.suffix else "")
+        untuned = " † α, σ not tuned" if ident.get("tuned") is False else ""
+        return " · ".join(parts) + untuned + (f" [{self.suffix}]" if self.suffix else "")
 
 
 def find_run_dirs(paths: Sequence) -> List[Path]:

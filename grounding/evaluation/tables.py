@@ -91,10 +91,10 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "backbone": d.get("backbone_key") or d.get("backbone"), "accuracy": 100.0 * d["accuracy"],
                 "n": d.get("n"), "iou_threshold": d.get("iou_threshold"), "upsample": params.get("upsample"),
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
-                "tuned": bool(d.get("tuned", True)),
+                "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
             })
     cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
-            "tuned"]
+            "tuned", "breakdowns"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -252,6 +252,29 @@ def refcoco_spec(runs: pd.DataFrame) -> TableSpec:
                      caption="Acc@0.5 (IoU ≥ 0.5) in %; the paper has no RefCOCO numbers", drop_empty_splits=True)
 
 
+BREAKDOWN_COLUMNS = (("by_size", "GT"), ("by_phrase_length", "words"))
+
+
+def breakdown_table(runs: pd.DataFrame) -> Optional[Table]:
+    """Acc by GT box size and phrase length per run (from metrics.json's breakdowns): ``acc (n)`` cells."""
+    if runs.empty or not any(runs.breakdowns):
+        return None
+    disp, long = [], []
+    for r in runs.sort_values(["split", "method", "backbone"]).itertuples():
+        row = {"run": f"{r.split} · {r.method} · {r.backbone}", "all": f"{r.accuracy:.1f} ({r.n})"}
+        for key, label in BREAKDOWN_COLUMNS:
+            for bucket, v in (r.breakdowns.get(key) or {}).items():
+                acc = v.get("acc")
+                row[f"{label} {bucket}"] = "" if acc is None else f"{100 * acc:.1f} ({v.get('n')})"
+                long.append({"run": row["run"], "breakdown": key, "bucket": bucket, "acc": acc, "n": v.get("n"),
+                             "hits": v.get("hits"), "run_dir": r.run_dir})
+        disp.append(row)
+    caption = ("Acc@IoU (%) by GT box size (COCO: small < 32², medium < 96² px) and phrase length; (n) rows per "
+               "bucket; more breakdowns (area quartiles, phrase types, IoU curve) in each run's metrics.json and "
+               "in `grounding-report`")
+    return Table(pd.DataFrame(disp).fillna(""), pd.DataFrame(long), caption, [])
+
+
 def _sci(x) -> str:
     """2.3×10⁻³, as the paper prints Table A1's seconds."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -323,6 +346,9 @@ def build_tables(run_paths: Iterable, paper_csv: Path = PAPER_CSV, bench_csv: Op
     ref = refcoco_spec(default)
     if ref.rows:
         tables[ref.name] = render_table(ref, default, paper)
+    bd = breakdown_table(default)
+    if bd is not None:
+        tables["table_breakdowns"] = bd
     a1 = table_a1(paper, bench_csv)
     if a1 is not None:
         tables["tableA1_box_search_time"] = a1
