@@ -217,3 +217,23 @@ def test_python2_str_and_truncated_pickles(tmp_path):
     p.write_bytes(pickle.dumps(REFS, protocol=2)[:-20])
     with pytest.raises(DatasetError, match="py2.p: not a readable pickle"):
         safe_load(p)
+
+
+def test_the_app_runs_refcoco_testA_end_to_end(tmp_path):
+    """`python -m grounding.eval split=refcoco_testA backbone=vit_b16 method=ours data_root=DIR` (in process,
+    a tiny ViT-B/16-layout checkpoint as backbone.name): IoU ≥ 0.5 counts, written to metrics.json."""
+    import torch
+
+    from grounding.config import compose
+    from grounding.eval import evaluate
+    from grounding.models.random import tiny_clip
+
+    _write(tmp_path)
+    ckpt = tmp_path / "tiny_vit_b16.pt"
+    torch.save(tiny_clip("vit", patch_size=16, seed=5).state_dict(), ckpt)
+    cfg = compose("config", ["split=refcoco_testA", "backbone=vit_b16", "method=ours", f"data_root={tmp_path}",
+                             f"backbone.name={ckpt}", "method.n_segments=[20]", "cache.enabled=false",
+                             "progress=false"])
+    m = evaluate(cfg, tmp_path / "run")
+    assert m["n"] == 4 and m["iou_compare"] == ">=" and m["iou_threshold"] == 0.5 and m["split"] == "refcoco_testA"
+    assert m["params"]["alpha"] == 0.8  # ViT-B/16's paper value; the refcoco family borrows Flickr's
