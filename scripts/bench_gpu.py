@@ -14,7 +14,6 @@ Writes a Markdown table to stdout and to --out (default outputs/bench/gpu.md).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from bench_common import device_label, missing_gpu  # noqa: E402
 from grounding.data.images import preprocess  # noqa: E402

@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from grounding.models.backbones import Backbone  # noqa: E402
 from grounding.stages.cache import FeatureCache  # noqa: E402
