@@ -3,18 +3,13 @@ maps and boxes: test_zoo_parity.py."""
 import torch
 
 from grounding.methods import clearclip
-from grounding.models.random import tiny_clip
 from grounding.models.vit import self_attention
-
-
-def test_module_contract():
-    assert clearclip.DEFAULTS == {} and clearclip.TEXT_MODE == "plain"
+from zoo_cases import tiny_attention
 
 
 def test_self_self_attention_is_q_q():
     """Oracle: with the key projection set to the query's, CLIP's q·kᵀ attention becomes ClearCLIP's q·qᵀ."""
-    attn = tiny_clip("vit", patch_size=32, seed=0, vision_layers=1, vision_width=128, embed_dim=32).visual \
-        .transformer.resblocks[0].attn
+    attn = tiny_attention()
     x = torch.randn(2, 6, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = clearclip.self_self_attention(attn, x)

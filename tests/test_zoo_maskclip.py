@@ -3,18 +3,13 @@ maps and boxes: test_zoo_parity.py."""
 import torch
 
 from grounding.methods import maskclip
-from grounding.models.random import tiny_clip
 from grounding.models.vit import self_attention
-
-
-def test_module_contract():
-    assert maskclip.DEFAULTS == {} and maskclip.TEXT_MODE == "plain"
+from zoo_cases import tiny_attention
 
 
 def test_value_path_is_self_only_attention():
     """Oracle: with a single token, softmax attention is the identity, so it equals MaskCLIP's value path."""
-    attn = tiny_clip("vit", patch_size=32, seed=0, vision_layers=1, vision_width=128, embed_dim=32).visual \
-        .transformer.resblocks[0].attn
+    attn = tiny_attention()
     one = torch.randn(3, 1, 128, generator=torch.Generator().manual_seed(0))
     many = torch.randn(3, 5, 128, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -3,18 +3,13 @@ maps and boxes: test_zoo_parity.py."""
 import torch
 
 from grounding.methods import sclip
-from grounding.models.random import tiny_clip
 from grounding.models.vit import merge_heads, qkv
-
-
-def test_module_contract():
-    assert sclip.DEFAULTS == {} and sclip.TEXT_MODE == "plain"
+from zoo_cases import tiny_attention
 
 
 def test_csa_rows_sum_to_two():
     """Oracle: with a single token both softmaxes are 1, so CSA = out_proj(2·v) (the maps are summed, not averaged)."""
-    attn = tiny_clip("vit", patch_size=32, seed=0, vision_layers=1, vision_width=128, embed_dim=32).visual \
-        .transformer.resblocks[0].attn
+    attn = tiny_attention()
     x = torch.randn(3, 1, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         _, _, v = qkv(attn, x)

@@ -133,3 +133,11 @@ def our_tokens(method: str, visual, image: str, **knobs) -> np.ndarray:
     mod = module(method)
     t = mod.patch_tokens(visual, image_tensor(image), **{**mod.DEFAULTS, **knobs})[0]
     return F.normalize(t, dim=-1).numpy()
+
+
+def tiny_attention():
+    """One attention layer (width 128, 2 heads) of a tiny CLIP, for oracle checks of a method's attention."""
+    from grounding.models.random import tiny_clip
+
+    return tiny_clip("vit", patch_size=32, seed=0, vision_layers=1, vision_width=128, embed_dim=32).visual \
+        .transformer.resblocks[0].attn
