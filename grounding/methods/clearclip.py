@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from grounding.models.vit import blocks, block_forward, head, input_tokens, merge_heads, qkv
+from grounding.models.vit import last_block_replaced, merge_heads, qkv
 
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
@@ -43,15 +43,15 @@ def self_self_attention(attn, z: torch.Tensor) -> torch.Tensor:
     return merge_heads(attn, a @ v)
 
 
+def self_self_block(block, x: torch.Tensor) -> torch.Tensor:
+    """ClearCLIP's last block (``ignore_residual=True``): the attention output alone — no residual, no FFN."""
+    return self_self_attention(block.attn, block.ln_1(x))
+
+
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """ClearCLIP patch embeddings (B, g², E) after ``ln_post`` and ``proj``, not normalised."""
-    t = input_tokens(visual, x)
-    *first, last = blocks(visual)
-    for blk in first:
-        t = block_forward(blk, t)
-    out = self_self_attention(last.attn, last.ln_1(t))  # no residual, no FFN
-    return head(visual, out[:, 1:])
+    return last_block_replaced(visual, x, self_self_block)
 
 
 # ------------------------------------------------------------------------------------- the method

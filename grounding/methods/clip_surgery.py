@@ -43,8 +43,8 @@ import warnings
 
 import torch
 
-from grounding.models.vit import block_forward, head, input_tokens, layer_scale, merge_heads, qkv
 from grounding.models.vit import blocks as tower_blocks
+from grounding.models.vit import dual_path, merge_heads, qkv
 
 DEFAULTS = {"blocks": 6}
 TEXT_MODE = "minus_empty"
@@ -60,16 +60,6 @@ def _surgery_attention(attn, h: torch.Tensor):
     return merge_heads(attn, a_vv @ v), merge_heads(attn, a_ori @ v)
 
 
-def _dual_path_block(block, x_new: torch.Tensor, x_ori: torch.Tensor):
-    """One surgery block (``ResidualAttentionBlock.forward`` of clip_surgery_model.py, dual path):
-    new path x̂ + v–v attention (no FFN); original path x̃ + attention + FFN; attention input ln_1(x̃)."""
-    new_res, ori_res = _surgery_attention(block.attn, block.ln_1(x_ori))
-    ls1, ls2 = layer_scale(block, 1), layer_scale(block, 2)
-    x_ori = x_ori + ls1(ori_res)
-    x_ori = x_ori + ls2(block.mlp(block.ln_2(x_ori)))
-    return x_new + ls1(new_res), x_ori
-
-
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> torch.Tensor:
     """CLIP Surgery's new-path patch embeddings (B, g², E) after ``ln_post`` and ``proj`` (not normalised)."""
@@ -79,14 +69,7 @@ def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> t
     if blocks > len(layers):  # a shallow tower (e.g. the toy): every block
         warnings.warn(f"clip_surgery: blocks={blocks} but the tower has {len(layers)}: using all")
         blocks = len(layers)
-    t = input_tokens(visual, x)
-    start = len(layers) - blocks
-    for block in layers[:start]:
-        t = block_forward(block, t)
-    x_new, x_ori = t, t
-    for block in layers[start:]:
-        x_new, x_ori = _dual_path_block(block, x_new, x_ori)
-    return head(visual, x_new[:, 1:])
+    return dual_path(visual, x, blocks, _surgery_attention)  # ResidualAttentionBlock.forward, dual path
 
 
 # ------------------------------------------------------------------------------------- the method

@@ -44,8 +44,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from grounding.models.vit import block_forward, head, input_tokens, layer_scale, merge_heads, qkv
 from grounding.models.vit import blocks as tower_blocks
+from grounding.models.vit import dual_path, merge_heads, qkv
 
 DEFAULTS = {"depth": 7, "iterations": 1, "inv_temperature": "auto"}
 TEXT_MODE = "plain"
@@ -79,16 +79,6 @@ def _gem_attention(attn, h: torch.Tensor, iterations: int, inv_temperature):
     return merge_heads(attn, o), merge_heads(attn, a_ori @ v)
 
 
-def _dual_path_block(block, x_gem: torch.Tensor, x_ori: torch.Tensor, iterations: int, inv_temperature):
-    """``GEMResidualBlock.forward``: GEM path x̂ + GEM attention (no FFN); original path a CLIP block;
-    both attentions read ln_1(x̃)."""
-    gem_res, ori_res = _gem_attention(block.attn, block.ln_1(x_ori), iterations, inv_temperature)
-    ls1, ls2 = layer_scale(block, 1), layer_scale(block, 2)
-    x_ori = x_ori + ls1(ori_res)
-    x_ori = x_ori + ls2(block.mlp(block.ln_2(x_ori)))
-    return x_gem + ls1(gem_res), x_ori
-
-
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterations: int = DEFAULTS["iterations"],
                  inv_temperature=DEFAULTS["inv_temperature"]) -> torch.Tensor:
@@ -103,14 +93,8 @@ def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterat
         raise ValueError(f"gem: iterations must be >= 0, got {iterations}")
     if inv_temperature != "auto" and not isinstance(inv_temperature, (int, float)):
         raise ValueError(f"gem: inv_temperature must be 'auto' or a number, got {inv_temperature!r}")
-    t = input_tokens(visual, x)
-    start = len(layers) - (depth - 1)
-    for block in layers[:start]:
-        t = block_forward(block, t)
-    x_gem, x_ori = t, t
-    for block in layers[start:]:
-        x_gem, x_ori = _dual_path_block(block, x_gem, x_ori, iterations, inv_temperature)
-    return head(visual, x_gem[:, 1:])
+    return dual_path(visual, x, depth - 1,  # GEMResidualBlock.forward: GEM path, no FFN
+                     lambda attn, h: _gem_attention(attn, h, iterations, inv_temperature))
 
 
 # ------------------------------------------------------------------------------------- the method

@@ -37,10 +37,16 @@ from __future__ import annotations
 
 import torch
 
-from grounding.models.vit import blocks, block_forward, head, input_tokens, layer_scale, merge_heads, qkv
+from grounding.models.vit import block_forward, last_block_replaced, merge_heads, qkv
 
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
+
+
+def value_path_attention(attn, y: torch.Tensor) -> torch.Tensor:
+    """MaskCLIP's attention: out_proj(v(y)) — every token attends only to itself (q and k unused)."""
+    _, _, v = qkv(attn, y)
+    return merge_heads(attn, v)
 
 
 def value_path_block(block, x: torch.Tensor) -> torch.Tensor:
@@ -49,20 +55,13 @@ def value_path_block(block, x: torch.Tensor) -> torch.Tensor:
     Follows chongzhou96/MaskCLIP ``mmseg/models/backbones/vit.py``, ``TransformerEncoderLayer.forward``
     (``return_qkv`` branch).
     """
-    _, _, v = qkv(block.attn, block.ln_1(x))
-    z = x + layer_scale(block, 1)(merge_heads(block.attn, v))
-    return z + layer_scale(block, 2)(block.mlp(block.ln_2(z)))
+    return block_forward(block, x, value_path_attention)
 
 
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """Images (B, 3, H, W) → MaskCLIP patch embeddings (B, g², E) after ln_post and proj (not normalised)."""
-    t = input_tokens(visual, x)
-    bs = blocks(visual)
-    for blk in bs[:-1]:
-        t = block_forward(blk, t)
-    t = value_path_block(bs[-1], t)
-    return head(visual, t[:, 1:])
+    return last_block_replaced(visual, x, value_path_block)
 
 
 # ------------------------------------------------------------------------------------- the method

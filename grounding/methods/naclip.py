@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from grounding.models.vit import blocks, block_forward, head, input_tokens, merge_heads, qkv
+from grounding.models.vit import last_block_replaced, merge_heads, qkv
 
 DEFAULTS: dict = {"gaussian_std": 5.0}
 TEXT_MODE = "plain"
@@ -64,13 +64,11 @@ def neighbourhood_kk_attention(attn, z: torch.Tensor, grid: int, std: float) -> 
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor, gaussian_std: float = DEFAULTS["gaussian_std"]) -> torch.Tensor:
     """NACLIP patch embeddings (B, g², E) after ``ln_post`` and ``proj``, not normalised."""
-    t = input_tokens(visual, x)
-    grid = int(round((t.shape[1] - 1) ** 0.5))
-    *first, last = blocks(visual)
-    for blk in first:
-        t = block_forward(blk, t)
-    out = neighbourhood_kk_attention(last.attn, last.ln_1(t), grid, float(gaussian_std))  # reduced: no residual/FFN
-    return head(visual, out[:, 1:])
+    def reduced_block(last, t):  # arch 'reduced': no residual, no FFN
+        grid = int(round((t.shape[1] - 1) ** 0.5))
+        return neighbourhood_kk_attention(last.attn, last.ln_1(t), grid, float(gaussian_std))
+
+    return last_block_replaced(visual, x, reduced_block)
 
 
 # ------------------------------------------------------------------------------------- the method

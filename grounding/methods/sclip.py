@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 
-from grounding.models.vit import blocks, block_forward, head, input_tokens, layer_scale, merge_heads, qkv
+from grounding.models.vit import block_forward, last_block_replaced, merge_heads, qkv
 
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
@@ -52,19 +52,13 @@ def correlative_self_attention(attn, x: torch.Tensor) -> torch.Tensor:
 
 def csa_block(block, x: torch.Tensor) -> torch.Tensor:
     """SCLIP's last block: x + CSA(ln₁ x), then the FFN with its residual (``VisionTransformer.forward``)."""
-    z = x + layer_scale(block, 1)(correlative_self_attention(block.attn, block.ln_1(x)))
-    return z + layer_scale(block, 2)(block.mlp(block.ln_2(z)))
+    return block_forward(block, x, correlative_self_attention)
 
 
 @torch.no_grad()
 def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """Images (B, 3, H, W) → SCLIP patch embeddings (B, g², E) after ln_post and proj (not normalised)."""
-    t = input_tokens(visual, x)
-    bs = blocks(visual)
-    for blk in bs[:-1]:
-        t = block_forward(blk, t)
-    t = csa_block(bs[-1], t)
-    return head(visual, t[:, 1:])
+    return last_block_replaced(visual, x, csa_block)
 
 
 # ------------------------------------------------------------------------------------- the method

@@ -9,7 +9,7 @@ functions, which take and return batch-first ``(B, N, D)`` tokens.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -72,9 +72,12 @@ def self_attention(attn: nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor
     return merge_heads(attn, a @ v)
 
 
-def block_forward(block, x: torch.Tensor) -> torch.Tensor:
-    """One unmodified residual block on batch-first tokens: x + ls₁(attn(ln₁ x)); x + ls₂(mlp(ln₂ x))."""
-    x = x + layer_scale(block, 1)(self_attention(block.attn, block.ln_1(x)))
+def block_forward(block, x: torch.Tensor, attention: Callable = self_attention) -> torch.Tensor:
+    """One residual block on batch-first tokens: x + ls₁(attention(attn, ln₁ x)); x + ls₂(mlp(ln₂ x)).
+
+    ``attention(block.attn, tokens)`` defaults to the block's own :func:`self_attention` (an unmodified block);
+    methods that swap only the attention (residual and FFN kept) pass theirs."""
+    x = x + layer_scale(block, 1)(attention(block.attn, block.ln_1(x)))
     return x + layer_scale(block, 2)(block.mlp(block.ln_2(x)))
 
 
@@ -82,3 +85,51 @@ def head(visual, tokens: torch.Tensor) -> torch.Tensor:
     """``ln_post`` then ``proj`` (when present): tokens (…, D) → embeddings (…, E)."""
     t = visual.ln_post(tokens)
     return t @ visual.proj if visual.proj is not None else t
+
+
+def last_block_replaced(visual, x: torch.Tensor, last_block_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+                        ) -> torch.Tensor:
+    """Images (B, 3, H, W) → patch embeddings (B, g², E): blocks ``1 … L−1`` run unchanged, the last block is
+    replaced by ``last_block_fn(block, tokens)`` (batch-first tokens, class token first, in and out), then
+    :func:`head` on the patch tokens (class token dropped). Not normalised.
+
+    The skeleton shared by the methods that modify only the last block (MaskCLIP, SCLIP, ClearCLIP, NACLIP);
+    ``last_block_fn`` is each method's own block and says whether residual and FFN are kept.
+    """
+    t = input_tokens(visual, x)
+    *first, last = blocks(visual)
+    for blk in first:
+        t = block_forward(blk, t)
+    return head(visual, last_block_fn(last, t)[:, 1:])
+
+
+def dual_path(visual, x: torch.Tensor, n_blocks: int,
+              attention_fn: Callable[[nn.MultiheadAttention, torch.Tensor], Tuple[torch.Tensor, torch.Tensor]]
+              ) -> torch.Tensor:
+    """Images → new-path patch embeddings (B, g², E) of a dual-path tower (CLIP Surgery, GEM). Not normalised.
+
+    Blocks before the last ``n_blocks`` run unchanged; at the first of those both paths start equal,
+    x̃ = x̂ = x. In each of the last ``n_blocks`` blocks, with ``(new, ori) = attention_fn(attn, ln₁(x̃))`` —
+    the attention input is always the original path —::
+
+        x̃ ← x̃ + ls₁(ori);  x̃ ← x̃ + ls₂(mlp(ln₂(x̃)))      (CLIP's own block on the original path)
+        x̂ ← x̂ + ls₁(new)                                  (new path: attention residual only, no FFN)
+
+    then :func:`head` on x̂'s patch tokens. Follows xmed-lab/CLIP_Surgery ``clip/clip_surgery_model.py``
+    (``ResidualAttentionBlock.forward``, ``VisionTransformer.forward``) and WalBouss/GEM ``gem/gem_utils.py``
+    (``GEMResidualBlock.forward``, ``modified_vit_forward``), which share this skeleton and differ in
+    ``attention_fn``.
+    """
+    layers = blocks(visual)
+    t = input_tokens(visual, x)
+    start = len(layers) - n_blocks
+    for block in layers[:start]:
+        t = block_forward(block, t)
+    x_new, x_ori = t, t
+    for block in layers[start:]:
+        new_res, ori_res = attention_fn(block.attn, block.ln_1(x_ori))
+        ls1, ls2 = layer_scale(block, 1), layer_scale(block, 2)
+        x_ori = x_ori + ls1(ori_res)
+        x_ori = x_ori + ls2(block.mlp(block.ln_2(x_ori)))
+        x_new = x_new + ls1(new_res)
+    return head(visual, x_new[:, 1:])

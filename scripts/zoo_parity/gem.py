@@ -15,54 +15,21 @@ after the fp16 cast that function applies, so its weights are bit-identical to o
 records that its plain ``encode_image``/``encode_text`` equal OpenAI ``clip``'s. GEM's patched
 ``visual.forward`` gives the tokens (GEM path); text is ``encode_text(tokenize(phrase))`` without GEM's
 "a photo of a {}." prompt (zoo contract). The contract's score map (bilinear → exp(cos/σ) → min–max) and
-the boxes are computed here. Writes ``tests/golden/zoo_gem.npz`` and ``.json``.
+the boxes are computed in ``common.py``. Writes ``tests/golden/zoo_gem.npz`` and ``.json``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import clip  # noqa: E402  (OpenAI's, for the numerics check of the conversion)
-
-from grounding.data.images import preprocess, resize_square, to_pil_rgb  # noqa: E402
-from grounding.models.backbones import state_dict_digest  # noqa: E402
-from grounding.models.random import tiny_clip  # noqa: E402
-from grounding.stages.box_search import search_box  # noqa: E402
+import common
+from common import ALPHA, IMAGES, MODELS, PHRASES, SIGMA, clip
+from common import unit as _unit
 
 NAME = "gem"
-MODELS = {"b32": dict(patch_size=32, seed=101), "b16": dict(patch_size=16, seed=102)}
 THEIR_NAME = {"b32": "ViT-B/32", "b16": "ViT-B/16"}
-IMAGES = ("astronaut", "camera")
-PHRASES = ("a woman in a space suit", "the sky")
-SIGMA, ALPHA, SIZE = 0.01, 0.8, 224
-
-
-def tiny(model_key: str):
-    return tiny_clip("vit", vision_layers=8, vision_width=128, embed_dim=64, **MODELS[model_key])
-
-
-def case_input(image: str) -> torch.Tensor:
-    import skimage.data
-
-    return preprocess(resize_square(to_pil_rgb(getattr(skimage.data, image)()), SIZE), SIZE, "cpu")
-
-
-def contract_map(cos_grid: np.ndarray) -> np.ndarray:
-    """g×g cosines → bilinear 224×224 (align_corners=False) → exp(cos/σ) → min–max (zoo contract)."""
-    t = torch.as_tensor(cos_grid, dtype=torch.float32)[None, None]
-    up = F.interpolate(t, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0, 0].double()
-    phi = torch.exp(up / SIGMA)
-    return ((phi - phi.min()) / (phi.max() - phi.min() + 1e-8)).float().numpy()
 
 
 def open_clip_twin(sd):
@@ -75,16 +42,9 @@ def open_clip_twin(sd):
     return model.eval()
 
 
-def _unit(t):
-    return t / t.norm(dim=-1, keepdim=True)
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo-dir", required=True, help="checkout of WalBouss/GEM")
+    ap = common.parser(__doc__, "checkout of WalBouss/GEM")
     ap.add_argument("--deps-dir", help="folder with open_clip_torch<=2.23.0 and einops (pip install --target)")
-    ap.add_argument("--out", default=str(ROOT / "tests" / "golden"))
-    ap.add_argument("--commit", help="commit of the checkout, when --repo-dir is an export without .git")
     args = ap.parse_args()
     repo = Path(args.repo_dir).resolve()
     if args.deps_dir:
@@ -99,27 +59,20 @@ def main():
                  f"and pass --deps-dir DIR.")
     import gem as their_gem
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sha = args.commit
-    if not sha:
-        try:
-            sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                 check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            sha = "unknown (not a git checkout; pass --commit)"
+    out = common.out_dir(args)
+    sha = common.repo_commit(repo, args.commit, unknown="unknown (not a git checkout; pass --commit)")
 
     arrays, cases, digests, checks = {}, [], {}, {}
     torch.set_grad_enabled(False)
     for mk in MODELS:
-        ours = tiny(mk)
+        ours = common.tiny(mk)
         sd = ours.state_dict()
-        digests[mk] = state_dict_digest(sd)
+        digests[mk] = common.state_dict_digest(sd)
         twin = open_clip_twin(sd)
         for k, v in sd.items():
             assert torch.equal(twin.state_dict()[k], v), f"open_clip conversion changed {k}"
         # numerics of the conversion: plain CLIP on both sides, before GEM patches the tower
-        x0 = case_input(IMAGES[0])
+        x0 = common.case_tensor(IMAGES[0])
         tok = clip.tokenize(list(PHRASES))
         assert torch.equal(open_clip.tokenize(list(PHRASES)).long(), tok.long()), "tokenizers differ"
         checks[mk] = dict(encode_image_max_abs_diff=float((twin.encode_image(x0) - ours.encode_image(x0)).abs().max()),
@@ -130,7 +83,7 @@ def main():
         gem_model = their_gem.create_gem_model(THEIR_NAME[mk], pretrained="openai")
         gem_model.eval()
         for image in IMAGES:
-            x = case_input(image)
+            x = common.case_tensor(image)
             feat_gem, feat_ori = gem_model.model.visual(x)  # GEM's modified_vit_forward: (GEM path, original path)
             checks[mk][f"original_path_cls_vs_clip_{image}"] = float(
                 (feat_ori[:, 0] - ours.encode_image(x)).abs().max())
@@ -139,27 +92,16 @@ def main():
             for phrase in PHRASES:
                 text = _unit(twin.encode_text(open_clip.tokenize([phrase])))
                 cos = (patches[0] @ text[0]).reshape(g, g).numpy()
-                m = contract_map(cos)
-                i = len(cases)
-                boxes = {meth: [int(v) for v in search_box(m, ALPHA, method=meth)]
-                         for meth in ("hierarchical", "exact")}
-                arrays[f"tokens_{i}"] = patches[0].numpy().astype(np.float32)
-                arrays[f"map_{i}"] = m
-                cases.append(dict(model=mk, image=image, phrase=phrase, grid=g, box_hierarchical=boxes["hierarchical"],
-                                  box_exact=boxes["exact"], constant_map=bool(np.ptp(cos) == 0)))
-                print(f"case {i}: {mk} {image} {phrase!r} -> {boxes}", flush=True)
+                common.add_indexed_case(arrays, cases, mk, image, phrase, patches[0].numpy(), cos)
     meta = dict(method=NAME, repo="WalBouss/GEM", commit=sha, open_clip_version=oc_version,
                 their_entry="gem.create_gem_model(name, pretrained='openai') defaults (depth 7, ss_attn_iter 1, "
                             "ss_attn_temp None) → model.visual(x)[0]",
                 knobs=dict(depth=7, iterations=1, inv_temperature="auto"),
-                models={mk: dict(tiny_clip=dict(kind="vit", vision_layers=8, vision_width=128, embed_dim=64, **spec),
-                                 digest=digests[mk]) for mk, spec in MODELS.items()},
+                models=common.models_meta(digests, nested=True),
                 conversion_checks=checks, sigma=SIGMA, alpha=ALPHA, text_mode="plain", cases=cases,
                 command=f"python scripts/zoo_parity/{NAME}.py --repo-dir <checkout of WalBouss/GEM> "
                         f"--deps-dir <pip --target folder with open_clip_torch==2.23.0 and einops>")
-    np.savez_compressed(out / f"zoo_{NAME}.npz", **arrays)
-    (out / f"zoo_{NAME}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {len(cases)} cases to {out}")
+    common.write_golden(out, NAME, arrays, meta)
 
 
 if __name__ == "__main__":

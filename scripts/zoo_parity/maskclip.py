@@ -22,19 +22,13 @@ module level by unrelated mmseg losses/heads) is a stub; (2) ``torch.load`` maps
 registered as an mmcv activation, LayerNorm eps 1e-5 — as the issue defines method=maskclip (the released config
 uses mmcv's GELU and eps 1e-6; see ``grounding/methods/maskclip.py``).
 
-The score map follows the zoo contract (written here, independent of ``grounding``): L2-normalised patch tokens ·
-L2-normalised ``encode_text(clip.tokenize(phrase))`` (OpenAI ``clip`` on the same tiny model, no template) on the
-g×g grid → bilinear upsample to 224×224 (align_corners=False) → φ = exp(cos/σ) (shifted by its max when
-cos/σ > 80, which min–max leaves unchanged) → (φ − min)/(max − min + 1e-8). Boxes:
-``grounding.stages.box_search.search_box`` (hierarchical and exact) with α.
+The score map and boxes follow the zoo contract, written once in ``scripts/zoo_parity/common.py`` (independent
+of ``grounding``'s pipeline): L2-normalised patch tokens · L2-normalised OpenAI ``clip`` text embedding (no template).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import runpy
-import subprocess
 import sys
 import tempfile
 import types
@@ -42,57 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import clip  # noqa: E402  (OpenAI's package, for tokenize / the tiny models' text tower)
-from grounding.data.images import preprocess, resize_square, to_pil_rgb  # noqa: E402
-from grounding.models.backbones import state_dict_digest  # noqa: E402
-from grounding.models.random import tiny_clip  # noqa: E402
-from grounding.stages.box_search import search_box  # noqa: E402
+import common
+from common import IMAGES, MODELS, PHRASES, clip
 
 NAME = "maskclip"
-MODELS = {
-    "b32": dict(patch_size=32, seed=101, vision_layers=8, vision_width=128, embed_dim=64),
-    "b16": dict(patch_size=16, seed=102, vision_layers=8, vision_width=128, embed_dim=64),
-}
-IMAGES = ("astronaut", "camera")
-PHRASES = ("a woman in a space suit", "the sky")
-SIGMA = 0.01
-ALPHA = 0.8
-
-
-def case_tensor(image: str) -> torch.Tensor:
-    import skimage.data
-
-    pil = to_pil_rgb(getattr(skimage.data, image)())
-    return preprocess(resize_square(pil, 224), 224, "cpu")
-
-
-def text_embedding(model, phrase: str) -> torch.Tensor:
-    with torch.no_grad():
-        t = model.encode_text(clip.tokenize([phrase])).float()[0]
-    return t / t.norm()
-
-
-def contract_map(tokens: torch.Tensor, text: torch.Tensor):
-    """tokens (g², E) L2-normalised, text (E,) → (224×224 float32 map, constant?)."""
-    g = int(round(tokens.shape[0] ** 0.5))
-    cos = (tokens.double() @ text.double()).float().reshape(1, 1, g, g)
-    return contract_map_from_cos(cos)
-
-
-def contract_map_from_cos(cos: torch.Tensor):
-    """cos (1, 1, g, g) → (224×224 float32 map, constant?)."""
-    up = F.interpolate(cos.float(), size=(224, 224), mode="bilinear", align_corners=False)[0, 0].numpy()
-    z = up.astype(np.float32) / np.float32(SIGMA)
-    if float(z.max()) > 80.0:
-        z = z - z.max()
-    phi = np.exp(z).astype(np.float32)
-    lo, hi = phi.min(), phi.max()
-    return ((phi - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32), bool(hi - lo < 1e-6 * max(hi, 1e-30))
 
 
 def patch_environment(repo: Path, site):
@@ -166,33 +114,20 @@ def build_authors(repo: Path, spec: dict, weights: Path, text_path: Path, n_text
     return backbone, head
 
 
-def repo_commit(repo: Path, given):
-    if given:
-        return given
-    try:
-        return subprocess.check_output(["git", "-C", str(repo), "rev-parse", "HEAD"], text=True).strip()
-    except Exception:
-        return "unknown (pass --commit)"
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repo-dir", required=True, help="checkout of chongzhou96/MaskCLIP")
+    ap = common.parser(__doc__, "checkout of chongzhou96/MaskCLIP")
     ap.add_argument("--site", default=None, help="folder holding mmcv 1.x (pure Python), prepended to sys.path")
-    ap.add_argument("--commit", default=None, help="commit sha of the checkout (read with git when omitted)")
-    ap.add_argument("--out", default=str(ROOT / "tests" / "golden"))
     args = ap.parse_args()
     repo = Path(args.repo_dir).resolve()
     patch_environment(repo, args.site)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = common.out_dir(args)
     tmp = Path(tempfile.mkdtemp())
 
     arrays, cases, digests = {}, [], {}
     for mname, spec in MODELS.items():
-        ours = tiny_clip("vit", **spec)
-        digests[mname] = state_dict_digest(ours)
-        texts = torch.stack([text_embedding(ours, p) for p in PHRASES])
+        ours = common.tiny(mname)
+        digests[mname] = common.state_dict_digest(ours)
+        texts = torch.stack([common.text_embedding(ours, p) for p in PHRASES])
         text_path = tmp / f"{mname}_text.pth"
         torch.save(texts, text_path)
         weights = convert_weights(repo, ours, {32: "ViT32", 16: "ViT16"}[spec["patch_size"]], tmp / mname)
@@ -202,36 +137,25 @@ def main():
         for image in IMAGES:
             feats.clear()
             with torch.no_grad():
-                cos = head(backbone(case_tensor(image)))  # (1, phrases, g, g): cls_seg's cosine grid
+                cos = head(backbone(common.case_tensor(image)))  # (1, phrases, g, g): cls_seg's cosine grid
             f = feats[0][0]  # (E, g, g) = proj(v)
             tok = (f / f.norm(dim=0, keepdim=True)).flatten(1).t().contiguous()  # (g², E), row-major
             arrays[f"tokens_{mname}_{image}"] = tok.numpy().astype(np.float32)
-            for pi, phrase in enumerate(PHRASES):
-                key = f"{mname}_{image}_{pi}"
-                m, constant = contract_map_from_cos(cos[:, pi:pi + 1])
-                m2, _ = contract_map(tok, texts[pi])
+            for pi in range(len(PHRASES)):
+                m, constant = common.contract_map_from_cos(cos[:, pi:pi + 1])
+                m2, _ = common.contract_map(tok, texts[pi])
                 assert np.abs(m - m2).max() < 1e-4, "head cosine and token cosine disagree"
-                arrays[f"map_{key}"] = m
-                arrays[f"box_hier_{key}"] = np.asarray(search_box(m, ALPHA, method="hierarchical"), dtype=np.int64)
-                arrays[f"box_exact_{key}"] = np.asarray(search_box(m, ALPHA, method="exact"), dtype=np.int64)
-                cases.append(dict(key=key, model=mname, image=image, phrase=phrase, constant_map=constant,
-                                  box_hierarchical=arrays[f"box_hier_{key}"].tolist(),
-                                  box_exact=arrays[f"box_exact_{key}"].tolist()))
-                print(f"{key}: {phrase!r} hier={cases[-1]['box_hierarchical']} exact={cases[-1]['box_exact']}"
-                      + (" (constant map)" if constant else ""), flush=True)
+                common.add_keyed_case(arrays, cases, mname, image, pi, m, constant)
         hook.remove()
-    np.savez_compressed(out / f"zoo_{NAME}.npz", **arrays)
-    meta = dict(method=NAME, repo="chongzhou96/MaskCLIP", commit=repo_commit(repo, args.commit),
-                authors_call=("tools/maskclip_utils/convert_clip_weights.py; mmseg VisionTransformer "
-                              "(configs/_base_/models/maskclip_vit16.py, return_qkv=True, QuickGELU, LN eps 1e-5) "
-                              "→ MaskClipHead(vit=True).forward (cls_seg cosine grid; tokens = proj(v)), fp32"),
-                mmcv="1.4.8 (pure Python, MMCV_WITH_OPS=0; mmcv.ops stubbed)",
-                models={k: dict(spec, digest=digests[k]) for k, spec in MODELS.items()},
-                images=list(IMAGES), phrases=list(PHRASES), sigma=SIGMA, alpha=ALPHA, cases=cases,
-                command=(f"python scripts/zoo_parity/{NAME}.py --repo-dir <MaskCLIP checkout> --site <mmcv 1.x folder> "
-                         f"--commit <sha>"))
-    (out / f"zoo_{NAME}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {len(cases)} cases to {out}")
+    meta = common.keyed_meta(
+        NAME, "chongzhou96/MaskCLIP", common.repo_commit(repo, args.commit),
+        ("tools/maskclip_utils/convert_clip_weights.py; mmseg VisionTransformer "
+         "(configs/_base_/models/maskclip_vit16.py, return_qkv=True, QuickGELU, LN eps 1e-5) "
+         "→ MaskClipHead(vit=True).forward (cls_seg cosine grid; tokens = proj(v)), fp32"),
+        digests, cases,
+        f"python scripts/zoo_parity/{NAME}.py --repo-dir <MaskCLIP checkout> --site <mmcv 1.x folder> --commit <sha>",
+        mmcv="1.4.8 (pure Python, MMCV_WITH_OPS=0; mmcv.ops stubbed)")
+    common.write_golden(out, NAME, arrays, meta)
 
 
 if __name__ == "__main__":
