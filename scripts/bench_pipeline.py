@@ -46,7 +46,7 @@ from grounding.models.backbones import Backbone  # noqa: E402
 from grounding.stages.cache import FeatureCache  # noqa: E402
 from grounding.api import Localizer  # noqa: E402
 from grounding.data.images import preprocess, resize_square  # noqa: E402
-from grounding.evaluation.metrics import box_iou  # noqa: E402
+from grounding.evaluation.evaluator import box_iou  # noqa: E402
 from grounding.methods import ours_vit  # noqa: E402
 from grounding.methods.hparams import paper_hparams  # noqa: E402
 from grounding.models.backbones import cast_to_precision  # noqa: E402

@@ -26,8 +26,6 @@ def _find_fixtures() -> Path:
 FIXTURES = _find_fixtures()
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
 
 
 @pytest.fixture(scope="session")

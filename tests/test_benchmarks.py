@@ -8,6 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,expect", [
     ("bench_box_search.py", "faster than hierarchical"),
     ("bench_pipeline.py", "reuse speed-up"),

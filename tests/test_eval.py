@@ -97,6 +97,7 @@ def test_shards_merge_to_the_single_run(data, tmp_path):
         merge_runs(tmp_path / "bad", dirs[:2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_kill_then_restart_is_identical(data, tmp_path, sig):
     """Kill the real CLI mid-run (SIGKILL or Ctrl-C), restart it on the same run directory."""
@@ -124,6 +125,7 @@ def test_kill_then_restart_is_identical(data, tmp_path, sig):
     assert _preds(run) == _preds(ref)
 
 
+@pytest.mark.slow
 def test_submitit_local_shards_then_merge(data, tmp_path):
     """Hydra's submitit launcher (local executor) runs the shards as jobs; merging gives the single run."""
     root, ckpt = data
@@ -140,6 +142,7 @@ def test_submitit_local_shards_then_merge(data, tmp_path):
     assert _preds(tmp_path / "merged") == _preds(tmp_path / "single")
 
 
+@pytest.mark.slow
 def test_same_predictions_with_dataloader_workers(data, tmp_path):
     evaluate(_cfg(data), tmp_path / "w0")
     evaluate(_cfg(data, "workers=2"), tmp_path / "w2")

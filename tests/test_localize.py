@@ -122,7 +122,7 @@ def test_cli_prints_json_and_writes_png(ckpts, photo, tmp_path, capsys):
     from grounding.cli.localize import main
 
     png = tmp_path / "fig.png"
-    rc = main([str(photo), "a cup of coffee", f"backbone.name={ckpts['vit']}", "method.n_segments=[50]",
+    rc = main([str(photo), "a cup of coffee", "backbone=vit_b32", f"backbone.name={ckpts['vit']}", "method.n_segments=[50]",
                f"out={png}"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

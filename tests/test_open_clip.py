@@ -254,6 +254,7 @@ def test_preflight_messages(pairs):
         preflight(compose("config", ["backbone=open_clip", "backbone.arch=EVA02-L-14", "backbone.pretrained=x.bin"]))
 
 
+@pytest.mark.slow
 def test_eval_cli_end_to_end(pairs, tmp_path):
     """The documented command, on a tiny open_clip model and a Flickr-S1-layout split."""
     import skimage.data

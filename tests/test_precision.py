@@ -39,7 +39,7 @@ FP16, BF16 = torch.float16, torch.bfloat16
 
 
 # (the dilated ResNet in fp16 takes ~30 s on a CPU at 224 px; it is checked on a small input below)
-@pytest.mark.parametrize("kind,method,dtype", [("vit", "ours", FP16), ("vit", "ours", BF16), ("resnet", "ours", BF16),
+@pytest.mark.parametrize("kind,method,dtype", [("vit", "ours", FP16), ("vit", "ours", BF16), pytest.param("resnet", "ours", BF16, marks=pytest.mark.slow),
                                                ("resnet", "denseclip", FP16), ("resnet", "denseclip", BF16)])
 def test_reduced_precision_pipeline_agrees_with_fp32(kind, method, dtype):
     img = skimage.data.coffee()

@@ -280,6 +280,7 @@ def test_another_limit_on_a_finished_run_dir_is_refused(data, tmp_path):
     assert summarise_run(run, json.loads((run / "run.json").read_text()))["n"] == _metrics(run)["n"] == 6
 
 
+@pytest.mark.slow
 def test_cli_limits_land_in_their_own_run_dirs(data, tmp_path):
     """Why 5 through the CLI: limit=1 and limit=2 in one working directory give two run directories,
     neither overwriting the other's metrics."""
