@@ -26,8 +26,6 @@ def _find_fixtures() -> Path:
 FIXTURES = _find_fixtures()
 
 
-
-
 @pytest.fixture(scope="session")
 def tiny_ckpts(tmp_path_factory):
     """Tiny CLIP stand-ins saved as plain state-dict files: {reference name: path}."""
