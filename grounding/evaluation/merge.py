@@ -19,20 +19,13 @@ from pathlib import Path
 from typing import List
 
 from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, RunLock, atomic_write_text, identity_differences,
-                     parse_shard, read_identity, read_predictions, summarise_run)
+                     parse_shard, read_identity, read_json_object, read_predictions, summarise_run)
 
 STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
 
 
 def _read_metrics(d: Path) -> dict:
-    p = d / METRICS_FILE
-    try:
-        m = json.loads(p.read_text())
-        if not isinstance(m, dict):
-            raise ValueError("not a JSON object")
-        return m
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{p} is corrupt ({e}); rerun that shard to rewrite it") from None
+    return read_json_object(d / METRICS_FILE, "rerun that shard to rewrite it")
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:

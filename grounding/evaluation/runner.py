@@ -148,17 +148,22 @@ def identity_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str =
     return out
 
 
-def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
-    p = Path(run_dir) / RUN_FILE
-    if not p.exists():
-        return None
+def read_json_object(p: Path, fix: str) -> Dict[str, Any]:
+    """A JSON object from ``p``, or a :class:`RunError` naming the file and the ``fix``."""
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(Path(p).read_text())
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         return d
     except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{p} is corrupt ({e}); move the run directory away (or delete it) to start over") from None
+        raise RunError(f"{p} is corrupt ({e}); {fix}") from None
+
+
+def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
+    p = Path(run_dir) / RUN_FILE
+    if not p.exists():
+        return None
+    return read_json_object(p, "move the run directory away (or delete it) to start over")
 
 
 def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
