@@ -1,11 +1,13 @@
 """grounding — zero-training phrase localization with CLIP.
 
-Reference harness for *Adapting CLIP For Phrase Localization Without Further Training*
-(Li, Shakhnarovich, Yeh 2022). Stages, one module each, data flowing one way:
+Reproduces *Adapting CLIP For Phrase Localization Without Further Training* (Li, Shakhnarovich, Yeh 2022)
+and benchmarks the training-free dense-CLIP family on the same splits. Data flows one way:
 
-    backbones → regions (SLIC) → dense → score_map → box_search → metrics → tables
+    models (backbone) → stages (regions) → methods (dense features, score map) → stages (box search)
+        → evaluation (evaluator, runner, tables, report);   data (splits) feeds the runner
 
-Public API: :func:`localize`, :class:`Localizer`, :func:`search_box`, :func:`load_backbone`.
+Public API: :func:`localize`, :class:`Localizer`, :func:`search_box`, :func:`load_backbone`; methods,
+splits and backbones are registries (see docs/extending.md).
 """
 import importlib
 import warnings as _warnings
