@@ -75,7 +75,7 @@ class Run:
         over = ident.get("overrides") or {}
         if over:
             parts.append(",".join(f"{k}={v}" for k, v in sorted(over.items())))
-        untuned = " † α, σ not tuned" if ident.get("tuned") is False else ""
+        untuned = " † untuned α, σ" if ident.get("tuned") is False else ""
         return " · ".join(parts) + untuned + (f" [{self.suffix}]" if self.suffix else "")
 
 
