@@ -360,3 +360,16 @@ def test_sweep_summary_marks_the_best_job_per_split(tmp_path):
         _fake_run(tmp_path, name, split="demo", method="ours", backbone_key="toy", accuracy=acc)
     df = summary_table(summary_rows(tmp_path))
     assert list(df[df.best == "*"].run) == ["b"] and list(df["acc_%"]) == [20.0, 40.0, 30.0]
+
+
+def test_open_clip_weights_get_their_own_table_rows(tmp_path):
+    from grounding.evaluation.runner import backbone_label
+
+    laion = backbone_label({"key": "vit_b16", "library": "open_clip", "arch": "ViT-B-16",
+                            "pretrained": "/w/laion/open_clip_pytorch_model.bin"})
+    assert backbone_label({"key": "vit_b16", "library": "openai"}) == "vit_b16" and laion != "vit_b16"
+    _fake_run(tmp_path, "a", split="flickr_s1", method="ours", backbone_key="vit_b16", accuracy=0.357)
+    _fake_run(tmp_path, "b", split="flickr_s1", method="ours", backbone_key="vit_b16", backbone_label=laion,
+              accuracy=0.40)
+    rows = list(build_tables([tmp_path])["table2_backbones"].display.iloc[:, 0])
+    assert "vit_b16" in rows and laion in rows  # OpenAI's and LAION's ViT-B/16 are two rows, never one cell

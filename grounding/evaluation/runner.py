@@ -396,6 +396,16 @@ def evaluator_for(identity: Dict[str, Any]) -> GroundingEvaluator:
     return GroundingEvaluator(split.get("iou_threshold", 0.5), split.get("iou_compare", ">"))
 
 
+def backbone_label(backbone: Dict[str, Any]) -> Optional[str]:
+    """How tables name a backbone: the config key for OpenAI weights; for open_clip also the arch and the
+    weights file, so a LAION ViT-B/16 never shares a cell with OpenAI's."""
+    key = backbone.get("key")
+    if backbone.get("library") == "open_clip":
+        weights = Path(str(backbone.get("pretrained") or "")).name or "random"
+        return f"{key} (open_clip {Path(str(backbone.get('arch'))).stem}, {weights})"
+    return key
+
+
 def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
     """metrics.json of a run directory: a pure function of its predictions file and its identity."""
     rows = read_predictions(Path(run_dir) / PRED_FILE)
@@ -406,6 +416,7 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "split": split.get("name"), "method": method.get("name"),
         "backbone": (identity.get("backbone") or {}).get("name"),
         "backbone_key": (identity.get("backbone") or {}).get("key"),
+        "backbone_label": backbone_label(identity.get("backbone") or {}),
         "family": identity.get("family"), "params": identity.get("method_params", {}),
         "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
         "shard": identity.get("shard"), "limit": identity.get("limit"),

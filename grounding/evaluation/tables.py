@@ -88,7 +88,7 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
             params = d.get("params") or {}
             rows.append({
                 "run_dir": str(m.parent), "split": d.get("split"), "method": d.get("method"),
-                "backbone": d.get("backbone_key") or d.get("backbone"), "accuracy": 100.0 * d["accuracy"],
+                "backbone": d.get("backbone_label") or d.get("backbone_key") or d.get("backbone"), "accuracy": 100.0 * d["accuracy"],
                 "n": d.get("n"), "iou_threshold": d.get("iou_threshold"), "upsample": params.get("upsample"),
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
                 "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
