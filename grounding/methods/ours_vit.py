@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.vit import block_forward, layer_scale
+from ..models.vit import block_forward, fused_self_attention, layer_scale
 from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
 from .base import BOX_PARAMS, Param, all_positive, positive, register_method
@@ -213,7 +213,7 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
     ln_patches, tokens = [], x  # batch-first (grounding.models.vit: OpenAI and open_clip towers alike)
     for block in visual.transformer.resblocks:
         ln_patches.append(block.ln_1(tokens[:, 1:]).reshape(n_img * n_patch, -1))
-        tokens = block_forward(block, tokens)
+        tokens = block_forward(block, tokens, fused_self_attention)
 
     # Region tokens to compute, in CSR form over the flattened (image, patch) index.
     sizes, cols, owner, inverses, n_rows = [], [], [], [], 0
