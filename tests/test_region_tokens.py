@@ -55,7 +55,7 @@ def test_fast_paths_equal_dense_oracle(layout, upsample, seed):
 
 
 def test_segment_attention_equals_dense_on_random_tokens():
-    """Eq. 7 alone, with memberships of every size 0…P."""
+    """Eq. 7 alone, with memberships of every size 0…P (padding buckets above 16 included)."""
     torch.manual_seed(0)
     d, heads, n_patch = 64, 4, 200
     attn = nn.MultiheadAttention(d, heads)
@@ -65,14 +65,20 @@ def test_segment_attention_equals_dense_on_random_tokens():
     for i, s in enumerate(sizes):
         member[i, np.random.default_rng(i).choice(n_patch, s, replace=False)] = True
     r, c = np.nonzero(member)
-    seg, col = ours_vit.csr_entries(member.sum(1), c, n_patch, "cpu")
-    assert np.bincount(seg.numpy(), minlength=300).tolist() == (member.sum(1) + 1).tolist()  # own patches + self
+    groups = ours_vit.segment_groups(member.sum(1), c, "cpu")
     w, b = attn.in_proj_weight, attn.in_proj_bias
     with torch.no_grad():
-        kv_p = nn.functional.linear(xp, w[d:], b[d:])
-        fast = ours_vit.region_token_attention_csr(attn, kv_p, xr, seg, col)
+        k_p, v_p = nn.functional.linear(xp, w[d:2 * d], b[d:2 * d]), nn.functional.linear(xp, w[2 * d:], b[2 * d:])
+        fast = ours_vit.region_token_attention_segments(attn, k_p, v_p, xr, groups)
         dense = ours_vit.region_token_attention(attn, xp, xr, torch.from_numpy(member))
     torch.testing.assert_close(fast, dense, rtol=1e-5, atol=1e-5)
+    assert sorted(torch.cat([g[0] for g in groups]).tolist()) == list(range(300))  # every row once
+
+
+def test_bucket_length_pads_little():
+    for n in range(0, 3000):
+        L = ours_vit.bucket_length(n)
+        assert n <= L <= max(n, 16) * 9 / 8 and (n > 16 or L == n)
 
 
 def test_distinct_memberships_invariants():

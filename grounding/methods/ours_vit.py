@@ -9,7 +9,7 @@ and class tokens run the unmodified CLIP forward. The stem convolution's stride 
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -102,10 +102,42 @@ def distinct_memberships(member: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return first[order], rank[inverse]
 
 
+def bucket_length(n: int) -> int:
+    """Padded key count of a region owning ``n`` patches: exact up to 16, then rounded up so that
+    padding stays below 1/8 (17 → 18, 100 → 104, 784 → 832): few buckets, little padding."""
+    if n <= 16:
+        return n
+    step = 2 ** (int(math.floor(math.log2(n))) - 3)
+    return -(-n // step) * step
+
+
+def segment_groups(sizes: np.ndarray, cols: np.ndarray, device) -> List[Tuple[torch.Tensor, Optional[torch.Tensor],
+                                                                             Optional[torch.Tensor]]]:
+    """Bucket regions given in CSR form (``sizes`` patches each, their patch indices ``cols`` concatenated)
+    by :func:`bucket_length`. Returns ``(rows, idx, valid)`` per bucket: the region rows, their (n, L) patch
+    indices (padded with the region's first patch; ``None`` for regions owning no patch) and the (n, L)
+    mask of real entries (``None`` when no entry is padding)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    keys = np.fromiter((bucket_length(int(n)) for n in sizes), dtype=np.int64, count=len(sizes))
+    groups = []
+    for L in np.unique(keys):
+        rows = np.nonzero(keys == L)[0]
+        if L == 0:
+            groups.append((torch.from_numpy(rows).to(device), None, None))
+            continue
+        ar = np.arange(L)[None]
+        valid = ar < sizes[rows][:, None]
+        pos = np.where(valid, starts[rows][:, None] + ar, starts[rows][:, None])
+        idx = torch.from_numpy(cols[pos]).to(device)
+        groups.append((torch.from_numpy(rows).to(device), idx,
+                       None if valid.all() else torch.from_numpy(valid).to(device)))
+    return groups
+
+
 def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x_region: torch.Tensor,
                            member: torch.Tensor) -> torch.Tensor:
     """Masked attention of region tokens (paper Eq. 7), dense form: the test oracle of
-    :func:`region_token_attention_csr` (``vit_region_embeddings(..., dense=True)``).
+    :func:`region_token_attention_segments` (``vit_region_embeddings(..., dense=True)``).
 
     Region token r attends to the patch tokens in its region and to itself; not to the class token
     nor to other region tokens. ``x_patch`` (P, D) and ``x_region`` (R, D) are already layer-normed.
@@ -129,42 +161,35 @@ def region_token_attention(attn: nn.MultiheadAttention, x_patch: torch.Tensor, x
     return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
-def region_token_attention_csr(attn: nn.MultiheadAttention, kv_patch: torch.Tensor, x_region: torch.Tensor,
-                               seg: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    """Masked attention of region tokens (paper Eq. 7) as one segment softmax over all (region, key) pairs.
+def region_token_attention_segments(attn: nn.MultiheadAttention, k_patch: torch.Tensor, v_patch: torch.Tensor,
+                                    x_region: torch.Tensor, groups) -> torch.Tensor:
+    """Masked attention of region tokens (paper Eq. 7) over each region's own patches only.
 
-    The same function as :func:`region_token_attention` (exact up to fp32 rounding) without a regions ×
-    patches matrix and without per-size loops: entry e pairs region token ``seg[e]`` with key/value row
-    ``col[e]`` of ``cat([kv_patch, kv_region])``, where ``kv_patch`` (N, 2D) holds the patch tokens' keys
-    and values and rows ``N + r`` are region r's own (every region has exactly one such self entry; see
-    :func:`csr_entries`). Work and memory are proportional to the number of entries (Σ region sizes + R).
-    ``x_region`` (R, D) is already layer-normed.
+    The same function as :func:`region_token_attention` (exact up to fp32 rounding), without the
+    regions × patches score matrix: each region's keys and values are gathered from ``k_patch`` /
+    ``v_patch`` (N, D; the patch tokens' projections) by :func:`segment_groups`, so memory and work
+    per layer are proportional to the regions' sizes. ``x_region`` (R, D) is already layer-normed.
     """
     d = x_region.shape[-1]
     h = attn.num_heads
     hd = d // h
-    n_reg, n_ent = x_region.shape[0], seg.shape[0]
-    qkv = F.linear(x_region, attn.in_proj_weight, attn.in_proj_bias)
-    q = qkv[:, :d] * hd ** -0.5
-    kv = torch.cat([kv_patch, qkv[:, d:]], 0)[col]  # (E, 2D)
-    s = (q[seg].view(n_ent, h, hd) * kv[:, :d].view(n_ent, h, hd)).sum(-1)  # (E, h)
-    m = torch.full((n_reg, h), float("-inf"), dtype=s.dtype, device=s.device)
-    m = m.scatter_reduce_(0, seg[:, None].expand(n_ent, h), s, "amax")  # per-region max (softmax stability)
-    e = (s - m[seg]).exp_()
-    z = torch.zeros(n_reg, h, dtype=s.dtype, device=s.device).index_add_(0, seg, e)
-    o = torch.zeros(n_reg, h, hd, dtype=s.dtype, device=s.device)
-    o = o.index_add_(0, seg, e[..., None] * kv[:, d:].view(n_ent, h, hd))
-    return F.linear((o / z[..., None]).reshape(n_reg, d), attn.out_proj.weight, attn.out_proj.bias)
-
-
-def csr_entries(sizes: np.ndarray, cols: np.ndarray, n_keys: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(seg, col) of :func:`region_token_attention_csr` for regions in CSR form (``sizes`` patches each,
-    their patch indices ``cols`` concatenated, ``n_keys`` patch rows): each region's patches, then each
-    region's self entry (key row ``n_keys + r``)."""
-    n = len(sizes)
-    seg = np.concatenate([np.repeat(np.arange(n), sizes), np.arange(n)])
-    col = np.concatenate([cols, n_keys + np.arange(n)])
-    return torch.from_numpy(seg).to(device), torch.from_numpy(col).to(device)
+    q, k_r, v_r = F.linear(x_region, attn.in_proj_weight, attn.in_proj_bias).split(d, dim=-1)  # one GEMM
+    q = q * hd ** -0.5
+    out = torch.empty_like(q)
+    for rows, idx, valid in groups:
+        if idx is None:  # no patch: softmax over the token itself alone is 1
+            out[rows] = v_r[rows]
+            continue
+        n, L = idx.shape
+        qg = q[rows].reshape(n, 1, h, hd)
+        s_p = (qg * k_patch[idx].reshape(n, L, h, hd)).sum(-1).transpose(1, 2)  # (n, h, L)
+        if valid is not None:
+            s_p = s_p.masked_fill(~valid[:, None], float("-inf"))
+        s_r = (qg[:, 0] * k_r[rows].reshape(n, h, hd)).sum(-1, keepdim=True)  # (n, h, 1)
+        p = torch.softmax(torch.cat([s_p, s_r], -1).float(), -1).to(q.dtype)
+        o = torch.matmul(p[:, :, None, :L], v_patch[idx].reshape(n, L, h, hd).transpose(1, 2))[:, :, 0]
+        out[rows] = (o + p[..., L:] * v_r[rows].reshape(n, h, hd)).reshape(n, d)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 def _input_tokens(visual, images: torch.Tensor, upsample: int, stem_padding) -> torch.Tensor:
@@ -195,7 +220,7 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
 
     * ``dedup``: one token per distinct patch membership per image (:func:`distinct_memberships`), exact.
     * ``dense``: the regions × patches masked attention (:func:`region_token_attention`), kept as the
-      oracle of the default segment attention (:func:`region_token_attention_csr`).
+      oracle of the default segment attention (:func:`region_token_attention_segments`).
     * ``region_chunk`` bounds memory: region tokens never interact, so chunks are exact.
     ``dedup=False, dense=True`` is the original algorithm, token for token.
     """
@@ -242,19 +267,20 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
             m[np.repeat(np.arange(hi - lo), sizes[lo:hi]), cols[starts[lo]:starts[hi]]] = True
             chunks.append((lo, hi, m.to(device)))
         else:
-            chunks.append((lo, hi, csr_entries(sizes[lo:hi], cols[starts[lo]:starts[hi]], n_img * n_patch, device)))
+            chunks.append((lo, hi, segment_groups(sizes[lo:hi], cols[starts[lo]:starts[hi]], device)))
     d = x.shape[-1]
     for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
         w, bias = block.attn.in_proj_weight, block.attn.in_proj_bias
         if not dense:
-            kv_p = F.linear(ln_patch, w[d:], bias[d:])  # (N, 2D): the patches' keys and values
+            k_p = F.linear(ln_patch, w[d:2 * d], bias[d:2 * d])
+            v_p = F.linear(ln_patch, w[2 * d:], bias[2 * d:])
         parts = []
         for lo, hi, how in chunks:
             rc = r[lo:hi]
             if dense:
                 a = region_token_attention(block.attn, ln_patch, block.ln_1(rc), how)
             else:
-                a = region_token_attention_csr(block.attn, kv_p, block.ln_1(rc), *how)
+                a = region_token_attention_segments(block.attn, k_p, v_p, block.ln_1(rc), how)
             rc = rc + layer_scale(block, 1)(a)
             parts.append(rc + layer_scale(block, 2)(block.mlp(block.ln_2(rc))))
         r = torch.cat(parts, 0)
