@@ -189,14 +189,14 @@ def build_model(arch):
     return random_clip(arch, seed=0)
 
 
-def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True):
+def prepare_table(archs, n_images, segs, upsample, device, phrases, probes=True, only=None):
     imgs = [resize_square(Image.fromarray(im), 224) for im in workload(n_images, 1)[0]]
     rows, agree = [], []
     for arch in archs:
         model = build_model(arch).to(device)
         low = cast_to_precision(copy.deepcopy(model), torch.bfloat16)
         params = paper_hparams("vit_b16" if arch == "ViT-B/16" else "vit_b32", "ours", "flickr")
-        variants = prepare_variants(device)
+        variants = {k: v for k, v in prepare_variants(device).items() if only is None or k in only or k == "today"}
         times = {k: [] for k in variants}
         results = {k: [] for k in variants}
         warm = imgs[0]
@@ -340,6 +340,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only-prepare", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--archs", default="ViT-B/32,ViT-B/16", help="real-size random-weight models, comma-separated")
+    ap.add_argument("--variants", help="prepare variants to run besides today, comma-separated (default: all)")
+    ap.add_argument("--no-probes", action="store_true", help="skip the fresh-process peak-memory probes")
     ap.add_argument("--memprobe", nargs=4, metavar=("ARCH", "VARIANT", "UPSAMPLE", "SEGMENTS"), help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "pipeline.md"))
     a = ap.parse_args()
@@ -358,12 +361,14 @@ def main():
     if a.quick:
         archs, segs, n_prep, phrases = ["tiny"], [100, 200], 1, PHRASES[:1]
     else:
-        archs, segs, n_prep, phrases = ["ViT-B/32", "ViT-B/16"], list(range(100, 601, 50)), a.prep_images, PHRASES[:3]
-    prep, notes = prepare_table(archs, n_prep, segs, upsample, a.device, phrases, probes=not a.quick)
-    mem_how = "not measured in --quick"
+        archs, segs, n_prep, phrases = a.archs.split(","), list(range(100, 601, 50)), a.prep_images, PHRASES[:3]
+    only = a.variants.split(",") if a.variants else None
+    prep, notes = prepare_table(archs, n_prep, segs, upsample, a.device, phrases,
+                                probes=not (a.quick or a.no_probes), only=only)
+    mem_how = "not measured (--quick or --no-probes)"
     if a.device.startswith("cuda"):
         mem_how = "torch.cuda.max_memory_allocated"
-    elif not a.quick:
+    elif not (a.quick or a.no_probes):
         mem_how = "peak RSS (VmHWM) of the prepare step in a fresh process, model included"
     text = (note + f"Prepare (SLIC + region tokens) on {dev}, torch {torch.__version__}: {len(segs)} SLIC scales "
             f"({segs[0]}..{segs[-1]}), upsample {upsample}, {n_prep} image(s), {len(phrases)} phrases each; "

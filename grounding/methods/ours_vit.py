@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.vit import block_forward, layer_scale
+from ..models.vit import block_forward, fused_self_attention, layer_scale
 from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
 from .base import BOX_PARAMS, Param, all_positive, positive, register_method
@@ -173,11 +173,9 @@ def region_token_attention_segments(attn: nn.MultiheadAttention, k_patch: torch.
     d = x_region.shape[-1]
     h = attn.num_heads
     hd = d // h
-    w, b = attn.in_proj_weight, attn.in_proj_bias
-    q = F.linear(x_region, w[:d], b[:d]) * hd ** -0.5
-    k_r = F.linear(x_region, w[d:2 * d], b[d:2 * d])
-    v_r = F.linear(x_region, w[2 * d:], b[2 * d:])
-    out = torch.empty_like(v_r)
+    q, k_r, v_r = F.linear(x_region, attn.in_proj_weight, attn.in_proj_bias).split(d, dim=-1)  # one GEMM
+    q = q * hd ** -0.5
+    out = torch.empty_like(q)
     for rows, idx, valid in groups:
         if idx is None:  # no patch: softmax over the token itself alone is 1
             out[rows] = v_r[rows]
@@ -240,7 +238,7 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
     ln_patches, tokens = [], x  # batch-first (grounding.models.vit: OpenAI and open_clip towers alike)
     for block in visual.transformer.resblocks:
         ln_patches.append(block.ln_1(tokens[:, 1:]).reshape(n_img * n_patch, -1))
-        tokens = block_forward(block, tokens)
+        tokens = block_forward(block, tokens, fused_self_attention)
 
     # Region tokens to compute, in CSR form over the flattened (image, patch) index.
     sizes, cols, owner, inverses, n_rows = [], [], [], [], 0
