@@ -92,7 +92,15 @@ def run_spec(cfg: DictConfig) -> Dict[str, Any]:
         "shard": cfg.get("shard"),
         "precision": str(cfg.get("precision", "auto")),
         "device_type": str(cfg.get("device", "cpu")).split(":")[0],
+        # batching is exact on CPU; on a GPU its kernels may round differently, so it is part of the spec
+        "batch_images": batch_images(cfg),
     }
+
+
+def batch_images(cfg: DictConfig) -> int:
+    """Images whose region tokens run in one forward: ``batch_images``, or 4 on CUDA and 1 elsewhere."""
+    n = cfg.get("batch_images")
+    return int(n) if n else (4 if str(cfg.get("device", "cpu")).startswith("cuda") else 1)
 
 
 def spec_digest(spec: Dict[str, Any]) -> str:

@@ -165,3 +165,15 @@ def test_cfg_job_shows_the_paper_numbers(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     method = r.stdout.split("method:", 1)[1]
     assert "alpha: 0.85" in method and "temperature: 0.01" in method and "alpha: null" not in method
+
+
+def test_batched_region_tokens_give_the_same_predictions(data, tmp_path, monkeypatch):
+    """batch_images=3 (region tokens of three images in one forward, the CUDA default is 4) is exact."""
+    from grounding.methods.ours_vit import OursViT
+
+    evaluate(_cfg(data), tmp_path / "one")
+    batched, orig = [], OursViT.prepare_features
+    monkeypatch.setattr(OursViT, "prepare_features", lambda self, items: batched.append(len(items)) or orig(self, items))
+    m = evaluate(_cfg(data, "batch_images=3"), tmp_path / "three")
+    assert batched == [3, 3]  # 6 images in two forwards
+    assert _preds(tmp_path / "three") == _preds(tmp_path / "one") and m["n"] == 18

@@ -46,7 +46,6 @@ def test_every_readme_command_is_valid(cmd):
         check_command_line(argv[3:], files=False)  # raises ConfigError on an unknown key/option/value
         return
     if argv[0] == "grounding-localize":
-        from grounding.cli.localize import check_image  # noqa: F401  (the entry point exists)
         from grounding.config import compose
         from grounding.evaluation.evaluate import check_backbone_config, validate_method_config
 

@@ -16,7 +16,7 @@ from typing import Any, Dict
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..config import run_spec
+from ..config import batch_images, run_spec
 from ..methods.base import ConfigError
 
 log = logging.getLogger("grounding.eval")
@@ -51,6 +51,9 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
         raise ConfigError(f"split.iou_threshold={thr!r}: expected a number in (0, 1)")
     if cfg.split.get("iou_compare", ">") not in (">", ">="):
         raise ConfigError(f"split.iou_compare={cfg.split.get('iou_compare')!r}: expected '>' or '>='")
+    nb = cfg.get("batch_images")
+    if nb is not None and (isinstance(nb, bool) or not isinstance(nb, int) or nb < 1):
+        raise ConfigError(f"batch_images={nb!r}: expected an integer >= 1 (or null: 4 on CUDA, 1 on CPU)")
     workers = cfg.get("workers", 0) or 0
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers={workers!r}: expected an integer >= 0")
@@ -233,7 +236,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
                             viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0),
                             progress=bool(cfg.get("progress", True)), data_root=str(cfg.data_root), locked=True,
-                            save_maps=bool(cfg.get("save_maps", True)))
+                            save_maps=bool(cfg.get("save_maps", True)), batch_images=batch_images(cfg))
     metrics["run_dir"] = str(run_dir)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
           f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")

@@ -242,6 +242,18 @@ def prepared_images(method, paths: List[str], workers: int = 0):
             yield path, e
 
 
+def _batches(items, size: int):
+    """Lists of up to ``size`` consecutive items."""
+    buf = []
+    for x in items:
+        buf.append(x)
+        if len(buf) >= max(1, int(size)):
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
 def _check_image_path(path: str, data_root: Optional[str]) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(f"image not found: {path}")
@@ -259,7 +271,8 @@ def _where(s) -> str:
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
-              data_root: Optional[str] = None, save_maps: bool = True, locked: bool = False) -> Dict[str, Any]:
+              data_root: Optional[str] = None, save_maps: bool = True, locked: bool = False,
+              batch_images: int = 1) -> Dict[str, Any]:
     """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
     returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a small score-map
     thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore). ``locked``: the
@@ -267,7 +280,8 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     run_dir = Path(run_dir)
-    args = (method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root, save_maps)
+    args = (method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root, save_maps,
+            batch_images)
     if locked:  # the caller holds this directory's RunLock (evaluate() takes it before loading a model)
         check_run_identity(run_dir, identity)
         return _run_locked(*args)
@@ -278,7 +292,7 @@ def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, A
 
 
 def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
-                save_maps):
+                save_maps, batch_images):
     from tqdm import tqdm
 
     from ..data.datasets import check_box_in_image
@@ -331,42 +345,49 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
                 for s in rows:
                     fail(s, f"{type(e).__name__}: {e}", e)
         t0 = time.perf_counter()
-        for image_path, prepared in prepared_images(method, paths, workers):
-            rows = good[image_path]
-            try:
-                if isinstance(prepared, Exception):
-                    raise prepared
-                image_size = prepared.image_size
-            except Exception as e:  # unreadable image, decompression bomb, ...
-                for s in rows:
-                    fail(s, f"image {image_path}: {type(e).__name__}: {e}", e)
-                continue
-            for s in rows:
+        for batch in _batches(prepared_images(method, paths, workers), batch_images):
+            if len(batch) > 1 and hasattr(method, "prepare_features"):
+                try:  # several images' features in one forward (CUDA); errors show row by row below
+                    method.prepare_features([(p, [s.phrase for s in good[path]]) for path, p in batch
+                                             if not isinstance(p, Exception)])
+                except Exception as e:  # noqa: BLE001
+                    log.debug("batched features failed (%s); computing them image by image", e)
+            for image_path, prepared in batch:
+                rows = good[image_path]
                 try:
-                    check_box_in_image(s.gt_box, image_size)
-                    out = method.localize_prepared(prepared, s.phrase)
-                except Exception as e:
-                    fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
+                    if isinstance(prepared, Exception):
+                        raise prepared
+                    image_size = prepared.image_size
+                except Exception as e:  # unreadable image, decompression bomb, ...
+                    for s in rows:
+                        fail(s, f"image {image_path}: {type(e).__name__}: {e}", e)
                     continue
-                rec = evaluator.record(s, out.box, out.score_map, image_size)
-                if save_maps and out.score_map is not None:  # before the row, so a resumed run has it
-                    save_score_map(run_dir, s.index, out.score_map)
-                writer.write(rec)
-                if s.index in viz_rows:
-                    from .viz import save_figure
+                for s in rows:
+                    try:
+                        check_box_in_image(s.gt_box, image_size)
+                        out = method.localize_prepared(prepared, s.phrase)
+                    except Exception as e:
+                        fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
+                        continue
+                    rec = evaluator.record(s, out.box, out.score_map, image_size)
+                    if save_maps and out.score_map is not None:  # before the row, so a resumed run has it
+                        save_score_map(run_dir, s.index, out.score_map)
+                    writer.write(rec)
+                    if s.index in viz_rows:
+                        from .viz import save_figure
 
-                    save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
-                                out.box, s.phrase, gt_box=rec["gt_box"], iou=rec["iou"],
-                                method=(identity.get("method") or {}).get("name"),
-                                backbone=(identity.get("backbone") or {}).get("name"))
-                bar.update(1)
-            now = time.perf_counter()
-            if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
-                first_image = False
-            else:
-                timed_rows += len(rows)
-                timed_seconds += now - t0
-            t0 = now
+                        save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
+                                    out.box, s.phrase, gt_box=rec["gt_box"], iou=rec["iou"],
+                                    method=(identity.get("method") or {}).get("name"),
+                                    backbone=(identity.get("backbone") or {}).get("name"))
+                    bar.update(1)
+                now = time.perf_counter()
+                if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
+                    first_image = False
+                else:
+                    timed_rows += len(rows)
+                    timed_seconds += now - t0
+                t0 = now
     finally:
         writer.close()
         bar.close()

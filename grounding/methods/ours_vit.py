@@ -347,6 +347,21 @@ class OursViT(DenseMethod):
         return vit_region_embeddings(self.backbone.visual, self.input_tensor(prepared), prepared.regions,
                                      upsample=int(p["upsample"]), stem_padding=p.get("stem_padding", "reference"))
 
+    def prepare_features(self, items) -> None:
+        """Region tokens of several images in one forward (:func:`vit_region_embeddings_batch`; the runner
+        calls this with ``batch_images`` > 1, the default on CUDA). ``items``: (prepared, phrases) pairs;
+        images whose cosines are all cached are left out. Exact: the same tokens as one image at a time."""
+        todo = [p for p, phrases in items if p._features is None and not (
+            self.cache is not None and all(self.cache.has(self.cache_key("cos", p, ph)) for ph in phrases))]
+        if len(todo) < 2 or len({repr(p.params) for p in todo}) != 1:
+            return
+        prm = todo[0].params
+        embs = vit_region_embeddings_batch(self.backbone.visual, torch.cat([self.input_tensor(p) for p in todo]),
+                                           [p.regions for p in todo], upsample=int(prm["upsample"]),
+                                           stem_padding=prm.get("stem_padding", "reference"))
+        for p, e in zip(todo, embs):
+            p._features = e
+
     def score_map_from_cosines(self, prepared: Prepared, cos: np.ndarray, params) -> np.ndarray:
         m = aggregate_regions(prepared.regions, phi(cos, params["temperature"]), params["aggregation"])
         return minmax_normalise(m)

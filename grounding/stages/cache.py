@@ -69,6 +69,10 @@ class FeatureCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def has(self, key: str) -> bool:
+        """Whether an entry exists (cheap: no read, no checksum)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> Optional[Dict[str, np.ndarray]]:
         p = self._path(key)
         if not p.exists():
