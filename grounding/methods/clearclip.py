@@ -31,6 +31,9 @@ import torch
 
 from grounding.models.vit import last_block_replaced, merge_heads, qkv
 
+from .base import register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
 
@@ -55,11 +58,6 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("clearclip")
 class ClearCLIP(PatchMethod):
     """ClearCLIP (Lan et al., ECCV 2024): last block = q-q attention only (no residual, no FFN)."""

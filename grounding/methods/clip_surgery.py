@@ -46,6 +46,9 @@ import torch
 from grounding.models.vit import blocks as tower_blocks
 from grounding.models.vit import dual_path, merge_heads, qkv
 
+from .base import Param, register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS = {"blocks": 6}
 TEXT_MODE = "minus_empty"
 
@@ -73,11 +76,6 @@ def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> t
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import Param, register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("clip_surgery")
 class CLIPSurgery(PatchMethod):
     """CLIP Surgery (Li et al., 2023): dual path with v-v attention in the last 6 blocks; similarity patch·(text−empty)."""

@@ -47,6 +47,9 @@ import torch.nn.functional as F
 from grounding.models.vit import blocks as tower_blocks
 from grounding.models.vit import dual_path, merge_heads, qkv
 
+from .base import Param, register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS = {"depth": 7, "iterations": 1, "inv_temperature": "auto"}
 TEXT_MODE = "plain"
 
@@ -98,11 +101,6 @@ def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterat
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import Param, register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("gem")
 class GEM(PatchMethod):
     """GEM (Bousselham et al., CVPR 2024): dual path with q-q/k-k/v-v self-self attention in the last 6 blocks."""

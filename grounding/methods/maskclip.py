@@ -39,6 +39,9 @@ import torch
 
 from grounding.models.vit import block_forward, last_block_replaced, merge_heads, qkv
 
+from .base import register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
 
@@ -65,11 +68,6 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("maskclip")
 class MaskCLIP(PatchMethod):
     """MaskCLIP (Zhou et al., ECCV 2022): the last block's attention replaced by its value path (residual and FFN kept)."""

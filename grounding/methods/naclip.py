@@ -34,6 +34,9 @@ import torch
 
 from grounding.models.vit import last_block_replaced, merge_heads, qkv
 
+from .base import Param, positive, register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS: dict = {"gaussian_std": 5.0}
 TEXT_MODE = "plain"
 
@@ -72,11 +75,6 @@ def patch_tokens(visual, x: torch.Tensor, gaussian_std: float = DEFAULTS["gaussi
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import Param, positive, register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("naclip")
 class NACLIP(PatchMethod):
     """NACLIP (Hajimiri et al., WACV 2025): last block = k-k attention + Gaussian neighbourhood bias (no residual, no FFN)."""

@@ -35,6 +35,9 @@ import torch
 
 from grounding.models.vit import block_forward, last_block_replaced, merge_heads, qkv
 
+from .base import register_method
+from .patch import PatchMethod, knob_params
+
 DEFAULTS: dict = {}
 TEXT_MODE = "plain"
 
@@ -62,11 +65,6 @@ def patch_tokens(visual, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- the method
-
-from .base import register_method  # noqa: E402
-from .patch import PatchMethod, knob_params  # noqa: E402
-
-
 @register_method("sclip")
 class SCLIP(PatchMethod):
     """SCLIP (Wang et al., ECCV 2024): correlative self-attention (softmax(qqᵀ)+softmax(kkᵀ))·v in the last block (residual and FFN kept)."""
