@@ -27,17 +27,18 @@ _NO_PREFLIGHT = {"--help", "-h", "--hydra-help", "--shell-completion", "-sc"}
 _INSPECT = {"--cfg", "-c", "--info", "-i", "--resolve", "-p", "--package"}  # compose and validate, no file checks
 
 
-def evaluate(cfg: DictConfig, run_dir: Path):
-    from .evaluation.evaluate import evaluate as _evaluate
-
-    return _evaluate(cfg, run_dir)
-
-
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
 def app(cfg: DictConfig) -> float:
+    """One Hydra job: :func:`grounding.evaluation.evaluate.evaluate_config` into Hydra's output directory,
+    which an error before any row leaves behind neither (Hydra made it, with its records)."""
+    from .evaluation.evaluate import evaluate_config
+    from .evaluation.runner import RunDirectory
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        return evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))["accuracy"]
+        return evaluate_config(cfg, run_dir)["accuracy"]
     except user_errors() as e:
+        RunDirectory(run_dir).discard_if_unused()
         if debug_requested(sys.argv):
             raise
         fail(str(e))

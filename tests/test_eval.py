@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from grounding.config import compose
-from grounding.eval import evaluate
+from grounding.evaluation.evaluate import evaluate_config
 from grounding.evaluation.merge import merge_runs
 from grounding.evaluation.runner import read_predictions
 
@@ -28,7 +28,7 @@ def _preds(run):
 
 
 def test_outputs_contract(data, tmp_path):
-    m = evaluate(_cfg(data), tmp_path / "run")
+    m = evaluate_config(_cfg(data), tmp_path / "run")
     lines = [json.loads(l) for l in _preds(tmp_path / "run").splitlines()]
     assert len(lines) == 18 and [r["index"] for r in lines] == list(range(18))
     for r in lines:
@@ -43,9 +43,9 @@ def test_outputs_contract(data, tmp_path):
 
 def test_resume_recomputes_nothing_and_matches(data, tmp_path, monkeypatch):
     full = tmp_path / "full"
-    evaluate(_cfg(data), full)
+    evaluate_config(_cfg(data), full)
     part = tmp_path / "part"
-    evaluate(_cfg(data), part)
+    evaluate_config(_cfg(data), part)
     # an interrupted run: 7 rows written, then a torn last line (a kill in the middle of a write)
     lines = (part / "predictions.jsonl").read_text().splitlines(keepends=True)
     (part / "predictions.jsonl").write_text("".join(lines[:7]) + '{"index": 7, "image": "x", "phr')
@@ -55,15 +55,15 @@ def test_resume_recomputes_nothing_and_matches(data, tmp_path, monkeypatch):
     orig = DenseMethod.localize_prepared
     monkeypatch.setattr(DenseMethod, "localize_prepared",
                         lambda self, prep, phrase, **kw: seen.append(phrase) or orig(self, prep, phrase, **kw))
-    evaluate(_cfg(data), part)
+    evaluate_config(_cfg(data), part)
     assert len(seen) == 18 - 7  # rows 0..6 were not recomputed; the torn row 7 was
     assert _preds(part) == _preds(full)
 
 
 def test_run_dir_refuses_another_config(data, tmp_path):
-    evaluate(_cfg(data, "limit=2"), tmp_path / "r")
+    evaluate_config(_cfg(data, "limit=2"), tmp_path / "r")
     with pytest.raises(RuntimeError, match="another configuration"):
-        evaluate(_cfg(data, "limit=2", "method.alpha=0.5"), tmp_path / "r")
+        evaluate_config(_cfg(data, "limit=2", "method.alpha=0.5"), tmp_path / "r")
 
 
 def test_skip_counts_as_miss(data, tmp_path):
@@ -73,8 +73,8 @@ def test_skip_counts_as_miss(data, tmp_path):
     try:
         bad.write_bytes(good[:len(good) // 2])  # truncated JPEG: header readable, pixels not
         with pytest.raises(RuntimeError, match="1003.jpg"):
-            evaluate(_cfg(data), tmp_path / "raise")
-        m = evaluate(_cfg(data, "on_error=skip"), tmp_path / "skip")
+            evaluate_config(_cfg(data), tmp_path / "raise")
+        m = evaluate_config(_cfg(data, "on_error=skip"), tmp_path / "skip")
     finally:
         bad.write_bytes(good)
     assert m["n"] == 18 and m["n_skipped"] == 3 and m["skipped"] == [9, 10, 11]
@@ -84,10 +84,10 @@ def test_skip_counts_as_miss(data, tmp_path):
 
 
 def test_shards_merge_to_the_single_run(data, tmp_path):
-    evaluate(_cfg(data), tmp_path / "single")
+    evaluate_config(_cfg(data), tmp_path / "single")
     dirs = []
     for i in range(3):
-        evaluate(_cfg(data, f"shard={i}/3"), tmp_path / f"s{i}")
+        evaluate_config(_cfg(data, f"shard={i}/3"), tmp_path / f"s{i}")
         dirs.append(tmp_path / f"s{i}")
     m = merge_runs(tmp_path / "merged", dirs)
     assert _preds(tmp_path / "merged") == _preds(tmp_path / "single")
@@ -131,7 +131,7 @@ def test_submitit_local_shards_then_merge(data, tmp_path):
     root, ckpt = data
     common = ["split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}", f"data_root={root}",
               "method.n_segments=[30,60]", "cache.enabled=false"]
-    evaluate(_cfg(data), tmp_path / "single")
+    evaluate_config(_cfg(data), tmp_path / "single")
     sweep = tmp_path / "sweep"
     subprocess.run([sys.executable, "-m", "grounding.eval", "-m", "hydra/launcher=submitit_local",
                     "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "shard=0/2,1/2", *common],
@@ -144,8 +144,8 @@ def test_submitit_local_shards_then_merge(data, tmp_path):
 
 @pytest.mark.slow
 def test_same_predictions_with_dataloader_workers(data, tmp_path):
-    evaluate(_cfg(data), tmp_path / "w0")
-    evaluate(_cfg(data, "workers=2"), tmp_path / "w2")
+    evaluate_config(_cfg(data), tmp_path / "w0")
+    evaluate_config(_cfg(data, "workers=2"), tmp_path / "w2")
     assert _preds(tmp_path / "w2") == _preds(tmp_path / "w0")
 
 
@@ -153,7 +153,7 @@ def test_crop_rank_reference_variant_shortcut(data, tmp_path):
     root, ckpt = data
     cfg = compose("config", ["split=flickr_s1", "backbone=vit_b32", f"backbone.name={ckpt}", "method=crop_rank",
                              "variant=reference", f"data_root={root}", "limit=3"])
-    m = evaluate(cfg, tmp_path / "cr")
+    m = evaluate_config(cfg, tmp_path / "cr")
     assert m["params"] == {"variant": "reference", "num_proposals": 100, "batch_size": 64} and m["n"] == 3
     assert m["pointing_game"] is None  # no score map for Crop & Rank
 
@@ -171,9 +171,9 @@ def test_batched_region_tokens_give_the_same_predictions(data, tmp_path, monkeyp
     """batch_images=3 (region tokens of three images in one forward, the CUDA default is 4) is exact."""
     from grounding.methods.ours_vit import OursViT
 
-    evaluate(_cfg(data), tmp_path / "one")
+    evaluate_config(_cfg(data), tmp_path / "one")
     batched, orig = [], OursViT.prepare_features
     monkeypatch.setattr(OursViT, "prepare_features", lambda self, items: batched.append(len(items)) or orig(self, items))
-    m = evaluate(_cfg(data, "batch_images=3"), tmp_path / "three")
+    m = evaluate_config(_cfg(data, "batch_images=3"), tmp_path / "three")
     assert batched == [3, 3]  # 6 images in two forwards
     assert _preds(tmp_path / "three") == _preds(tmp_path / "one") and m["n"] == 18

@@ -225,7 +225,7 @@ def test_the_app_runs_refcoco_testA_end_to_end(tmp_path):
     import torch
 
     from grounding.config import compose
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config
     from grounding.models.random import tiny_clip
 
     _write(tmp_path)
@@ -234,6 +234,6 @@ def test_the_app_runs_refcoco_testA_end_to_end(tmp_path):
     cfg = compose("config", ["split=refcoco_testA", "backbone=vit_b16", "method=ours", f"data_root={tmp_path}",
                              f"backbone.name={ckpt}", "method.n_segments=[20]", "cache.enabled=false",
                              "progress=false"])
-    m = evaluate(cfg, tmp_path / "run")
+    m = evaluate_config(cfg, tmp_path / "run")
     assert m["n"] == 4 and m["iou_compare"] == ">=" and m["iou_threshold"] == 0.5 and m["split"] == "refcoco_testA"
     assert m["params"]["alpha"] == 0.8  # ViT-B/16's paper value; the refcoco family borrows Flickr's

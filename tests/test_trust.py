@@ -20,7 +20,7 @@ import pytest
 from grounding.config import compose, run_dir_name, run_spec
 from grounding.data.datasets import DatasetError
 from grounding.data.zsg import MAX_FIELD, load_zsg_csv
-from grounding.eval import evaluate
+from grounding.evaluation.evaluate import evaluate_config
 from grounding.evaluation.evaluate import file_sha256
 from grounding.evaluation.merge import main as merge_main, merge_runs
 from grounding.evaluation.runner import RunError, read_predictions, summarise_run
@@ -88,10 +88,10 @@ def test_two_configs_on_one_run_dir_are_refused(data, tmp_path):
     directories differ in the first place."""
     root, ckpt = data
     run = tmp_path / "run"
-    m = evaluate(_cfg(root, ckpt, "limit=3", "method.alpha=0.9"), run)
+    m = evaluate_config(_cfg(root, ckpt, "limit=3", "method.alpha=0.9"), run)
     before = (run / "predictions.jsonl").read_text(), (run / "metrics.json").read_text()
     with pytest.raises(RunError) as e:
-        evaluate(_cfg(root, ckpt, "limit=3", "method.alpha=0.1"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=3", "method.alpha=0.1"), run)
     msg = str(e.value)
     assert "method.alpha: 0.9 -> 0.1" in msg and "method_params.alpha: 0.9 -> 0.1" in msg
     assert "another run directory" in msg and "\n" not in msg
@@ -120,7 +120,7 @@ def test_concurrent_process_fails_at_once_and_stale_lock_does_not_block(data, tm
     lines = _error_lines(r.stderr)
     assert len(lines) == 1 and "in use by another running evaluation" in lines[0] and str(run) in lines[0]
     assert not (run / "run.json").exists() and not (run / "predictions.jsonl").exists()
-    m = evaluate(_cfg(root, ckpt, "limit=2"), run)  # the stale .lock file does not block a resume
+    m = evaluate_config(_cfg(root, ckpt, "limit=2"), run)  # the stale .lock file does not block a resume
     assert m["n"] == 2 and (run / ".lock").exists()
 
 
@@ -145,12 +145,12 @@ def test_edited_csv_is_refused_with_its_hash_listed(own, tmp_path):
     run = tmp_path / "run"
     name = run_dir_name(_cfg(root, ckpt, "limit=3"))
     old_hash = file_sha256(csv)
-    evaluate(_cfg(root, ckpt, "limit=3"), run)
+    evaluate_config(_cfg(root, ckpt, "limit=3"), run)
     assert json.loads((run / "run.json").read_text())["annotations"] == {str(csv): old_hash}
     csv.write_text(csv.read_text().replace("a person", "a dog", 1))
     assert run_dir_name(_cfg(root, ckpt, "limit=3")) == name
     with pytest.raises(RunError) as e:
-        evaluate(_cfg(root, ckpt, "limit=3"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=3"), run)
     assert f"annotations.{csv}: \"{old_hash}\" -> \"{file_sha256(csv)}\"" in str(e.value)
 
 
@@ -162,16 +162,16 @@ def test_skips_are_retried_once_the_fault_is_fixed(own, tmp_path):
     root, ckpt = own
     img = root / "flickr30k-images" / "1001.jpg"  # rows 3, 4, 5
     good = img.read_bytes()
-    clean = evaluate(_cfg(root, ckpt, "limit=6"), tmp_path / "clean")
+    clean = evaluate_config(_cfg(root, ckpt, "limit=6"), tmp_path / "clean")
     run = tmp_path / "run"
     img.write_bytes(good[:len(good) // 3])  # truncated JPEG: the header reads, the pixels do not
-    m = evaluate(_cfg(root, ckpt, "limit=6", "on_error=skip"), run)
+    m = evaluate_config(_cfg(root, ckpt, "limit=6", "on_error=skip"), run)
     assert m["n"] == 6 and m["skipped"] == [3, 4, 5] and _metrics(run)["skipped"] == [3, 4, 5]
     with pytest.raises(RunError, match="1001.jpg"):  # same identity (on_error is not in it), still broken
-        evaluate(_cfg(root, ckpt, "limit=6"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=6"), run)
     assert not (run / "metrics.json").exists(), "metrics.json must not outlive the predictions it summarised"
     img.write_bytes(good)  # the fault is fixed
-    m = evaluate(_cfg(root, ckpt, "limit=6", "on_error=skip"), run)
+    m = evaluate_config(_cfg(root, ckpt, "limit=6", "on_error=skip"), run)
     assert m["n_skipped"] == 0 and m["skipped"] == []
     assert {k: m[k] for k in STABLE} == {k: clean[k] for k in STABLE}
     assert (run / "predictions.jsonl").read_text() == (tmp_path / "clean" / "predictions.jsonl").read_text()
@@ -198,7 +198,7 @@ def shards(data, tmp_path_factory):
     base = tmp_path_factory.mktemp("shards")
     for name, extra in (("s0", ["limit=6", "shard=0/2"]), ("s1", ["limit=6", "shard=1/2"]),
                         ("s1_limit4", ["limit=4", "shard=1/2"])):
-        evaluate(_cfg(root, ckpt, *extra), base / name)
+        evaluate_config(_cfg(root, ckpt, *extra), base / name)
     return base
 
 
@@ -272,10 +272,10 @@ def test_another_limit_on_a_finished_run_dir_is_refused(data, tmp_path):
     """Why 5 (limit=10 on a finished run overwrote metrics.json): limit is in the identity."""
     root, ckpt = data
     run = tmp_path / "run"
-    evaluate(_cfg(root, ckpt, "limit=6"), run)
+    evaluate_config(_cfg(root, ckpt, "limit=6"), run)
     before = (run / "metrics.json").read_text()
     with pytest.raises(RunError, match="limit: 6 -> 3"):
-        evaluate(_cfg(root, ckpt, "limit=3"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=3"), run)
     assert (run / "metrics.json").read_text() == before and len(read_predictions(run / "predictions.jsonl")) == 6
     assert summarise_run(run, json.loads((run / "run.json").read_text()))["n"] == _metrics(run)["n"] == 6
 
@@ -327,8 +327,8 @@ def test_validation_errors_exit_2_one_line_no_run_dir(arg, message, data, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "outputs").exists()
-    with pytest.raises(ConfigError):  # evaluate() itself refuses too, before creating its directory
-        evaluate(compose("config", _args(root, ckpt, arg)), tmp_path / "run")
+    with pytest.raises(ConfigError):  # evaluate_config() itself refuses too, before creating its directory
+        evaluate_config(compose("config", _args(root, ckpt, arg)), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -342,9 +342,9 @@ def test_row_missing_its_last_field_is_never_phrase_none(own, tmp_path):
     lines[2] = lines[2].rsplit(",", 1)[0]  # data row 2: 1000,"[...]"   (no query)
     csv.write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError) as e:
-        evaluate(_cfg(root, ckpt, "limit=3"), tmp_path / "raise")
+        evaluate_config(_cfg(root, ckpt, "limit=3"), tmp_path / "raise")
     assert f"{csv}, data row 2 (line 3): has 2 fields, expected 3" in str(e.value)
-    m = evaluate(_cfg(root, ckpt, "limit=3", "on_error=skip"), tmp_path / "skip")
+    m = evaluate_config(_cfg(root, ckpt, "limit=3", "on_error=skip"), tmp_path / "skip")
     assert m["n"] == 3 and m["skipped"] == [1]
     rows = read_predictions(tmp_path / "skip" / "predictions.jsonl")
     assert rows[1]["phrase"] == "" and rows[1]["hit"] is False and "data row 2" in rows[1]["error"]
@@ -393,10 +393,10 @@ def test_precision_auto_and_fp32_on_cpu_are_different_run_dirs(data, tmp_path):
     auto, fp32 = _cfg(root, ckpt, "limit=1"), _cfg(root, ckpt, "limit=1", "precision=fp32")
     assert run_dir_name(auto) != run_dir_name(fp32)
     assert run_spec(auto)["precision"] == "auto" and run_spec(fp32)["precision"] == "fp32"
-    m = evaluate(auto, tmp_path / "auto")
+    m = evaluate_config(auto, tmp_path / "auto")
     with pytest.raises(RunError, match='precision: "auto" -> "fp32"'):
-        evaluate(fp32, tmp_path / "auto")
-    assert evaluate(fp32, tmp_path / "fp32")["accuracy"] == m["accuracy"]
+        evaluate_config(fp32, tmp_path / "auto")
+    assert evaluate_config(fp32, tmp_path / "fp32")["accuracy"] == m["accuracy"]
     assert (tmp_path / "fp32" / "predictions.jsonl").read_text() == (tmp_path / "auto" / "predictions.jsonl").read_text()
 
 
@@ -408,7 +408,7 @@ def test_identity_holds_what_changes_a_prediction(data, tmp_path):
 
     root, ckpt = data
     run = tmp_path / "run"
-    evaluate(_cfg(root, ckpt, "limit=2", "shard=0/1"), run)
+    evaluate_config(_cfg(root, ckpt, "limit=2", "shard=0/1"), run)
     ident = json.loads((run / "run.json").read_text())
     params = ident["method_params"]
     assert params["n_segments"] == [10] and params["alpha"] == 0.9 and None not in params.values()
@@ -422,7 +422,7 @@ def test_identity_holds_what_changes_a_prediction(data, tmp_path):
     text = json.dumps(ident)
     for key in ("workers", "cache", "progress", "on_error"):
         assert f'"{key}"' not in text, key
-    m = evaluate(_cfg(root, ckpt, "limit=2", "shard=0/1", "on_error=skip", "workers=1", "progress=true"), run)
+    m = evaluate_config(_cfg(root, ckpt, "limit=2", "shard=0/1", "on_error=skip", "workers=1", "progress=true"), run)
     assert m["n"] == 2
 
 
@@ -476,7 +476,7 @@ def test_bad_rows_and_a_decompression_bomb_are_skipped_rows_of_a_run(own, tmp_pa
     rows = [b"1000," + BOX + b",a person"] + [BAD_ROWS[k][0] for k in sorted(BAD_ROWS)] + [
         b"bomb," + BOX + b",a cat", b"1002," + BOX + b",the sky"]
     _write_csv(root / CSV_REL, rows, bom=True)
-    m = evaluate(_cfg(root, ckpt, "on_error=skip"), tmp_path / "skip")
+    m = evaluate_config(_cfg(root, ckpt, "on_error=skip"), tmp_path / "skip")
     assert m["n"] == 7 and m["skipped"] == [1, 2, 3, 4, 5]
     recs = read_predictions(tmp_path / "skip" / "predictions.jsonl")
     for k, kind in enumerate(sorted(BAD_ROWS), start=1):
@@ -486,7 +486,7 @@ def test_bad_rows_and_a_decompression_bomb_are_skipped_rows_of_a_run(own, tmp_pa
     assert not recs[0].get("skipped") and not recs[6].get("skipped")
     _write_csv(root / CSV_REL, [b"bomb," + BOX + b",a cat"])
     with pytest.raises(RunError) as e:
-        evaluate(_cfg(root, ckpt), tmp_path / "raise")
+        evaluate_config(_cfg(root, ckpt), tmp_path / "raise")
     assert "row 0 (annotation row 1)" in str(e.value) and "DecompressionBombError" in str(e.value)
     assert "bomb.jpg" in str(e.value)
 
@@ -495,7 +495,7 @@ def test_bad_rows_and_a_decompression_bomb_are_skipped_rows_of_a_run(own, tmp_pa
 def small_run(data, tmp_path_factory):
     root, ckpt = data
     run = tmp_path_factory.mktemp("small") / "run"
-    evaluate(_cfg(root, ckpt, "limit=4"), run)
+    evaluate_config(_cfg(root, ckpt, "limit=4"), run)
     return run
 
 
@@ -505,7 +505,7 @@ def test_corrupt_run_json_is_named(data, small_run, tmp_path):
     run = _copy(small_run, tmp_path / "run")
     (run / "run.json").write_text('{"spec_version": 1, "method": ')
     with pytest.raises(RunError) as e:
-        evaluate(_cfg(root, ckpt, "limit=4"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=4"), run)
     assert f"{run / 'run.json'} is corrupt" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -518,7 +518,7 @@ def test_corrupt_prediction_line_in_the_middle_is_named(bad, data, small_run, tm
     lines = (run / "predictions.jsonl").read_text().splitlines(keepends=True)
     (run / "predictions.jsonl").write_text(lines[0] + bad + "\n" + "".join(lines[2:]))
     with pytest.raises(RunError, match=f"{run / 'predictions.jsonl'}: line 2 "):
-        evaluate(_cfg(root, ckpt, "limit=4"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=4"), run)
     ident = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps(dict(ident, shard="0/1")))  # as a one-shard run, for grounding-merge
     with pytest.raises(RunError, match=f"{run / 'predictions.jsonl'}: line 2 "):
@@ -532,7 +532,7 @@ def test_predictions_without_run_json_are_never_adopted(data, small_run, tmp_pat
     run = _copy(small_run, tmp_path / "run")
     (run / "run.json").unlink()
     with pytest.raises(RunError, match="holds predictions.jsonl but no run.json"):
-        evaluate(_cfg(root, ckpt, "limit=4", "method.alpha=0.1"), run)
+        evaluate_config(_cfg(root, ckpt, "limit=4", "method.alpha=0.1"), run)
     assert not (run / "run.json").exists()
 
 
@@ -541,7 +541,7 @@ def test_torn_last_line_is_redone_not_refused(data, small_run, tmp_path):
     run = _copy(small_run, tmp_path / "run")
     lines = (run / "predictions.jsonl").read_text().splitlines(keepends=True)
     (run / "predictions.jsonl").write_text("".join(lines[:3]) + lines[3][:20])
-    m = evaluate(_cfg(root, ckpt, "limit=4"), run)
+    m = evaluate_config(_cfg(root, ckpt, "limit=4"), run)
     assert (run / "predictions.jsonl").read_text() == (small_run / "predictions.jsonl").read_text()
     assert {k: m[k] for k in STABLE} == {k: _metrics(small_run)[k] for k in STABLE}
 

@@ -43,13 +43,13 @@ def test_registered_method_reproduces_the_authors_maps_and_boxes(method):
 def test_each_runs_on_the_demo_through_the_app(method, tmp_path):
     """`python -m grounding.eval split=demo backbone=toy method=NAME` (in process, 4 rows)."""
     from grounding.config import compose
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config
 
     root = Path(__file__).resolve().parents[1] / "data"
     cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", f"data_root={root}", "limit=4",
                              "cache.enabled=false", "progress=false"])
     with _no_check():
-        m = evaluate(cfg, tmp_path / "run")
+        m = evaluate_config(cfg, tmp_path / "run")
     assert m["n"] == 4 and m["method"] == method and m["tuned"] is False
     assert m["params"]["alpha"] == 0.5 and m["params"]["temperature"] == 0.05  # the toy's ours-ViT values
 

@@ -11,7 +11,7 @@ Pure functions over prediction records (the rows of ``predictions.jsonl``): no f
      "acc_curve":         {"0.1": {"n": .., "hits": .., "acc": ..}, ..., "0.9": {...}}}
 
 Buckets with no row are kept (``n`` 0, ``acc`` ``None``) so that two runs always have the same keys.
-A skipped row (no prediction) counts in ``n`` and as a miss, as in :class:`GroundingEvaluator`.
+A skipped row (no prediction) counts in ``n`` and as a miss, as in the evaluator (:func:`grounding.evaluation.iou.row_iou`).
 
 Sources: box-size buckets are COCO's (``small`` area < 32², ``medium`` < 96², else ``large``;
 pycocotools ``COCOeval.Params.areaRng``), measured on the ground-truth box in original-image pixels.
@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .evaluator import THRESHOLDS, box_iou, hit
+from .iou import THRESHOLDS, hit, row_iou
 
 SIZE_BUCKETS = ("small", "medium", "large")
 COCO_SMALL, COCO_MEDIUM = 32 ** 2, 96 ** 2  # pycocotools areaRng: small < 32², medium < 96²
@@ -32,22 +32,9 @@ AREA_QUARTILES = ("Q1", "Q2", "Q3", "Q4")
 PHRASE_TYPES = ("people", "clothing", "bodyparts", "animals", "vehicles", "instruments", "scene", "other")
 LENGTH_BUCKETS = ("1", "2", "3", "4-5", "6+")
 UNKNOWN = "unknown"
-IOU_COMPARE = (">", ">=")
 
 
 # ----------------------------------------------------------------------------------- per row
-def row_iou(rec: Dict[str, Any]) -> float:
-    """IoU of the row's prediction with its GT box; 0 for a skipped row (no prediction)."""
-    if rec.get("skipped") or rec.get("pred_box") is None or len(rec.get("gt_box") or []) != 4:
-        return 0.0
-    return float(box_iou(rec["pred_box"], rec["gt_box"]))
-
-
-def is_hit(iou, iou_threshold: float, iou_compare: str = ">"):
-    """The run's hit rule (the evaluator's :func:`~grounding.evaluation.evaluator.hit`)."""
-    return hit(np.asarray(iou, dtype=np.float64), iou_threshold, iou_compare)
-
-
 def gt_area(rec: Dict[str, Any]) -> Optional[float]:
     b = rec.get("gt_box") or []
     if len(b) != 4:
@@ -106,7 +93,7 @@ def annotate(records: Sequence[Dict[str, Any]], iou_threshold: float, iou_compar
     out = []
     for r, f in zip(records, fracs):
         iou = row_iou(r)
-        out.append({"index": r.get("index"), "iou": iou, "hit": bool(is_hit(iou, iou_threshold, iou_compare)),
+        out.append({"index": r.get("index"), "iou": iou, "hit": bool(hit(iou, iou_threshold, iou_compare)),
                     "size": size_bucket(r), "area_fraction": f, "area": area_bucket(f, edges),
                     "phrase_type": phrase_type(r), "length": length_bucket(r.get("phrase")),
                     "skipped": bool(r.get("skipped") or r.get("pred_box") is None)})
@@ -151,7 +138,7 @@ def breakdowns(records: Sequence[Dict[str, Any]], iou_threshold: float, iou_comp
         "by_area_fraction": by_area,
         "by_phrase_type": _group(typed, "phrase_type", PHRASE_TYPES) if typed else {},
         "by_phrase_length": _group(rows, "length", LENGTH_BUCKETS),
-        "acc_curve": {f"{t:.1f}": rate(int(is_hit(ious, t, iou_compare).sum()), len(ious)) for t in THRESHOLDS},
+        "acc_curve": {f"{t:.1f}": rate(int(hit(ious, t, iou_compare).sum()), len(ious)) for t in THRESHOLDS},
     }
 
 

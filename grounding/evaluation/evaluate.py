@@ -17,7 +17,8 @@ from typing import Any, Dict
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import batch_images, run_spec
-from ..methods.base import ConfigError
+from ..methods.base import ConfigError, check_method, hook
+from .runner import RunDirectory, check_on_error, parse_shard, run_split, select_shard
 
 log = logging.getLogger("grounding.eval")
 NON_PARAMS = ("_target_", "name", "paper_defaults")
@@ -37,11 +38,8 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
     limit = cfg.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit={limit!r}: expected an integer >= 1 (or leave it unset for the whole split)")
-    if cfg.get("on_error") not in ("raise", "skip"):
-        raise ConfigError(f"on_error={cfg.get('on_error')!r}: expected raise or skip")
+    check_on_error(cfg.get("on_error"))
     if cfg.get("shard"):
-        from .runner import parse_shard
-
         try:
             parse_shard(cfg.shard)
         except ValueError as e:
@@ -89,8 +87,9 @@ def validate_method_config(cfg: DictConfig) -> None:
         cls = get_object(target)
     except Exception as e:
         raise ConfigError(f"method._target_={target!r} cannot be imported: {e}") from None
-    if hasattr(cls, "validate"):
-        cls.validate(method_params(cfg), cfg.backbone.get("kind"))
+    validate = hook(cls, "validate")
+    if validate is not None:
+        validate(method_params(cfg), cfg.backbone.get("kind"))
 
 
 def file_sha256(path) -> str:
@@ -112,16 +111,17 @@ def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
     from ..methods.dense import FEATURE_VERSION
 
     spec = run_spec(cfg)
-    params = json_safe(getattr(method, "params", {}))
+    params = json_safe(method.params)
+    defaults = hook(type(method), "default_params")
     try:
-        paper = json_safe(type(method).default_params(backbone, cfg.family.name))
-    except Exception:  # a method without per-backbone defaults
+        paper = json_safe(defaults(backbone, cfg.family.name)) if defaults is not None else {}
+    except Exception:  # a method without defaults for this backbone
         paper = {}
     spec.update({
         "method_params": params,
         # what differs from the paper's values for this backbone × family (tables pick runs with none)
         "overrides": {k: v for k, v in params.items() if k in paper and paper[k] != v},
-        "tuned": bool(getattr(method, "tuned", True)),
+        "tuned": bool(hook(method, "tuned")),
         "backbone_file": json_safe(backbone.identity()) if backbone is not None else None,
         "annotations": {os.path.abspath(f): file_sha256(f) for f in split.source_files},
         "split_rows": len(split),
@@ -208,36 +208,46 @@ def build_method(cfg: DictConfig, backbone):
     cache = FeatureCache(cfg.cache.dir, cfg.cache.max_size) if cfg.get("cache") and cfg.cache.enabled else None
     extra = {"variant": cfg.variant} if cfg.get("variant") is not None and "variant" in cfg.method else {}
     try:
-        return instantiate(cfg.method, backbone=backbone, device=cfg.device, precision=cfg.precision,
-                           family=cfg.family.name, cache=cache, _convert_="all", **extra)
+        method = instantiate(cfg.method, backbone=backbone, device=cfg.device, precision=cfg.precision,
+                             family=cfg.family.name, cache=cache, _convert_="all", **extra)
     except InstantiationException as e:
         if isinstance(e.__cause__, (ValueError, TypeError, RuntimeError)):
             raise e.__cause__ from None
         raise
+    return check_method(method, cfg.method.get("name"))
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
+    """Evaluate the composed config ``cfg`` into ``run_dir``: preflight, then (holding the directory's lock)
+    load the split, the backbone and the method, derive the identity, run. Returns the metrics. An error
+    before the first row leaves no new directory behind."""
     from ..data.splits import load_split
     from .evaluator import GroundingEvaluator
-    from .runner import RunLock, run_split, select_shard
 
     preflight(cfg)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):  # before anything slow: a second process on this directory fails at once
-        split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error, limit=cfg.limit)
-        samples = select_shard(list(split), cfg.shard)
-        backbone = load_backbone_for(cfg)
-        method = build_method(cfg, backbone)
-        identity = build_identity(cfg, split, method, backbone)
-        log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
-                 split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
-        evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
-        metrics = run_split(method, samples, run_dir, identity=identity, evaluator=evaluator, on_error=cfg.on_error,
-                            viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0),
-                            progress=bool(cfg.get("progress", True)), data_root=str(cfg.data_root), locked=True,
-                            save_maps=bool(cfg.get("save_maps", True)), batch_images=batch_images(cfg))
-    metrics["run_dir"] = str(run_dir)
+    run = RunDirectory(run_dir, on_error=cfg.on_error, viz=cfg.viz, save_maps=bool(cfg.get("save_maps", True)),
+                       progress=bool(cfg.get("progress", True)))
+    new = not run.path.exists()
+    try:
+        with run.lock():  # before anything slow: a second process on this directory fails at once
+            split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error,
+                               limit=cfg.limit)
+            samples = select_shard(list(split), cfg.shard)
+            backbone = load_backbone_for(cfg)
+            method = build_method(cfg, backbone)
+            identity = build_identity(cfg, split, method, backbone)
+            log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
+                     split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
+            evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
+            metrics = run_split(method, samples, run.path, identity=identity, evaluator=evaluator,
+                                on_error=cfg.on_error, viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0),
+                                progress=run.progress, data_root=str(cfg.data_root), locked=True,
+                                save_maps=run.save_maps, batch_images=batch_images(cfg))
+    except BaseException:
+        if new:
+            run.discard_if_unused()
+        raise
+    metrics["run_dir"] = str(run.path)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
-          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")
+          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run.path}")
     return metrics

@@ -1,46 +1,20 @@
 """The evaluator (detectron2's protocol: ``reset`` / ``process`` / ``evaluate``): it owns the record
 of a row — IoU, hit under the split's comparison, pointing game — and the summary in metrics.json.
 
-The runner only loops, resumes and writes: it asks :meth:`GroundingEvaluator.record` (or
-:meth:`~GroundingEvaluator.skip_record`) for each row's line of predictions.jsonl, and metrics.json is
-:meth:`~GroundingEvaluator.summarize` of the whole predictions file — in a run and in a merge alike.
-A skipped row counts in ``n`` and as a miss, so accuracy is never inflated.
+The runner's loop calls :meth:`GroundingEvaluator.process` with each row and the method's output (a
+:class:`RowOutput`) and writes the record it returns as the row's line of predictions.jsonl;
+metrics.json is :meth:`~GroundingEvaluator.summarize` of the whole predictions file — in a run and in a
+merge alike. A skipped row counts in ``n`` and as a miss, so accuracy is never inflated.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
-COMPARISONS = (">", ">=")
-
-
-def box_iou(a, b) -> np.ndarray:
-    """IoU of [x1, y1, x2, y2] boxes in continuous coordinates (area = (x2−x1)·(y2−y1), no +1, as the
-    reference's ``matched_bbox_iou``); row-wise for N×4 arrays. A zero union gives 0. The one IoU of
-    this package."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    lt = np.maximum(a[..., :2], b[..., :2])
-    rb = np.minimum(a[..., 2:], b[..., 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a + area_b - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-    return iou
-
-
-def hit(iou, threshold: float, compare: str = ">"):
-    """A prediction counts when IoU > threshold (the paper, strict) or ≥ threshold (REC literature)."""
-    if compare not in COMPARISONS:
-        raise ValueError(f"iou_compare must be one of {COMPARISONS}, got {compare!r}")
-    iou = np.asarray(iou)
-    return iou > threshold if compare == ">" else iou >= threshold
-
+from .breakdown import breakdowns
+from .iou import COMPARISONS, THRESHOLDS, box_iou, hit, row_iou  # noqa: F401  (the evaluator's rules)
 
 def pointing_hit(score_map: np.ndarray, gt_box, image_size) -> bool:
     """Pointing game: the centre of the score map's maximum cell (first maximum), mapped to image
@@ -52,6 +26,23 @@ def pointing_hit(score_map: np.ndarray, gt_box, image_size) -> bool:
     y = (r + 0.5) * h / m.shape[0]
     x1, y1, x2, y2 = gt_box
     return bool(x1 <= x <= x2 and y1 <= y <= y2)
+
+
+@dataclass
+class RowOutput:
+    """A method's output for one row as the loop hands it to the evaluator: the box, the score map (or
+    None) and the image size — or the error (a one-line message naming the row) that stopped the row."""
+
+    box: Optional[Tuple[float, float, float, float]] = None
+    score_map: Any = None
+    image_size: Optional[Tuple[int, int]] = None
+    result: Any = None  # the method's own result object (proposal rankers: .index, .scores)
+    error: Optional[str] = None
+    exception: Optional[BaseException] = None
+
+    @classmethod
+    def failed(cls, message: str, exception: Optional[BaseException] = None) -> "RowOutput":
+        return cls(error=message, exception=exception)
 
 
 class GroundingEvaluator:
@@ -91,14 +82,23 @@ class GroundingEvaluator:
     def reset(self) -> None:
         self._records: List[Dict[str, Any]] = []
 
-    def process(self, records: Iterable[Dict[str, Any]]) -> None:
-        self._records.extend(records)
+    def process(self, inputs: Sequence[Any], outputs: Optional[Sequence[RowOutput]] = None) -> List[Dict[str, Any]]:
+        """detectron2's ``process``: rows (``inputs``) and the method's outputs → their records, kept for
+        :meth:`evaluate` and returned (the lines the runner writes). Without ``outputs``, ``inputs`` are
+        records already (a predictions file)."""
+        if outputs is None:
+            recs = list(inputs)
+        else:
+            recs = [self.skip_record(s, o.error) if o.error is not None else
+                    self.record(s, o.box, o.score_map, o.image_size) for s, o in zip(inputs, outputs)]
+        self._records.extend(recs)
+        return recs
 
     def evaluate(self) -> Dict[str, Any]:
+        """Accuracy, Acc@t, mean IoU, pointing game and breakdowns of every record processed since :meth:`reset`."""
         recs = self._records
         skipped = [int(r.get("index", i)) for i, r in enumerate(recs) if r.get("skipped") or r.get("pred_box") is None]
-        ious = np.asarray([0.0 if (r.get("skipped") or r.get("pred_box") is None)
-                           else float(box_iou(r["pred_box"], r["gt_box"])) for r in recs], dtype=np.float64)
+        ious = np.asarray([row_iou(r) for r in recs], dtype=np.float64)
         n = len(ious)
         scored = [r.get("pointing") for r in recs if not (r.get("skipped") or r.get("pred_box") is None)]
         scored = [p for p in scored if p is not None]
@@ -115,14 +115,8 @@ class GroundingEvaluator:
             "n_skipped": len(skipped),
             "skipped": skipped,
         }
-        out.update(self.breakdowns(recs))
+        out["breakdowns"] = breakdowns(recs, self.iou_threshold, self.iou_compare)
         return out
-
-    def breakdowns(self, records) -> Dict[str, Any]:
-        """Accuracy by box size, area fraction, phrase type and length, and over IoU thresholds."""
-        from .breakdown import breakdowns
-
-        return {"breakdowns": breakdowns(records, self.iou_threshold, self.iou_compare)}
 
     def summarize(self, records: Iterable[Dict[str, Any]], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """metrics.json of ``records`` (a whole predictions file, in row order)."""

@@ -19,18 +19,22 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-
-from .evaluator import GroundingEvaluator
+from .evaluator import GroundingEvaluator, RowOutput
 from .mapstore import save_score_map
+from ..data.datasets import check_box_in_image
 from ..errors import GroundingError
+from ..methods.base import ConfigError, hook
 
 log = logging.getLogger(__name__)
 PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
+ON_ERROR = ("raise", "skip")
 
 
 class RunError(GroundingError, RuntimeError):
@@ -208,38 +212,95 @@ def group_by_image(samples: Iterable) -> "OrderedDict[str, list]":
     return groups
 
 
-class _Preloader:
-    """Map-style dataset: the CPU-side preparation of each image, run in DataLoader workers."""
+def check_on_error(value) -> str:
+    """The one check of ``on_error``: ``raise`` (a bad row stops the run) or ``skip`` (a recorded miss)."""
+    if value not in ON_ERROR:
+        raise ConfigError(f"on_error={value!r}: expected raise or skip")
+    return value
 
-    def __init__(self, method, paths):
-        self.method, self.paths = method, paths
+
+# ------------------------------------------------------------------------------------- images
+@dataclass
+class ImageRows:
+    """One image of the split with its rows: its size (from the image itself), the method's ``prepare``
+    result, or the error that stopped either."""
+
+    path: str
+    rows: List[Any]
+    size: Optional[Tuple[int, int]] = None
+    prepared: Any = None
+    error: Optional[BaseException] = None
+    image: Any = None  # the open PIL image, kept open while its rows are localized
+
+    def close(self) -> None:
+        if self.image is not None:
+            self.image.close()
+            self.image = None
+
+
+def _check_image_path(path: str, data_root: Optional[str]) -> None:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    if not os.path.isfile(path):
+        raise IsADirectoryError(f"image path is not a file: {path}")
+    if data_root:
+        real, base = os.path.realpath(path), os.path.realpath(data_root)
+        if os.path.commonpath([real, base]) != base:
+            raise ValueError(f"image {path} resolves to {real}, outside the data root {base}")
+
+
+def open_image(method, path: str, rows: List[Any], data_root: Optional[str] = None,
+               in_worker: bool = False) -> ImageRows:
+    """Check, open (size from the header) and prepare one image — with the method's ``preload`` hook in a
+    DataLoader worker. Proposal rankers (``needs_proposals``) get the image's proposals from its rows."""
+    from PIL import Image
+
+    item = ImageRows(str(path), list(rows))
+    try:
+        _check_image_path(item.path, data_root)
+        item.image = Image.open(item.path)  # header only; a decompression bomb stops here
+        item.size = tuple(item.image.size)
+        kwargs = {"proposals": getattr(item.rows[0], "proposals", None)} if hook(method, "needs_proposals") else {}
+        prepare = hook(method, "preload") if in_worker else method.prepare
+        item.prepared = prepare(item.image, **kwargs)
+    except Exception as e:  # noqa: BLE001 - reported row by row by the loop
+        item.error = e
+    if in_worker or item.error is not None:
+        item.close()
+    return item
+
+
+class _Preloader:
+    """Map-style dataset: :func:`open_image` with the method's ``preload`` hook, run in DataLoader workers."""
+
+    def __init__(self, method, groups, data_root):
+        self.method, self.groups, self.data_root = method, groups, data_root
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.groups)
 
     def __getitem__(self, i):
-        try:
-            return self.paths[i], self.method.preload(self.paths[i])
-        except Exception as e:  # reported per row by the main process
-            return self.paths[i], e
+        path, rows = self.groups[i]
+        return open_image(self.method, path, rows, self.data_root, in_worker=True)
 
 
-def prepared_images(method, paths: List[str], workers: int = 0):
-    """Yield (path, prepared-or-exception) in order. With ``workers`` > 0 and a method that can
-    ``preload``, decoding and SLIC run in DataLoader workers, overlapping the model's work."""
-    if workers and hasattr(method, "preload") and len(paths) > 1:
+def image_rows(method, samples: Sequence, data_root: Optional[str] = None, workers: int = 0) -> Iterator[ImageRows]:
+    """The rows grouped by image, in order, each image opened and prepared; with ``workers`` > 0 and a
+    method with a ``preload`` hook, in DataLoader workers ahead of the model."""
+    groups = list(group_by_image(samples).items())
+    if workers and hook(method, "preload") is not None and len(groups) > 1:
         import torch.utils.data as tud
 
-        loader = tud.DataLoader(_Preloader(method, paths), batch_size=None, shuffle=False, num_workers=int(workers),
-                                prefetch_factor=4, persistent_workers=False)
-        for path, prep in loader:
-            yield path, (prep if isinstance(prep, Exception) else method.attach(prep))
+        yield from tud.DataLoader(_Preloader(method, groups, data_root), batch_size=None, shuffle=False,
+                                  num_workers=int(workers), prefetch_factor=4, persistent_workers=False,
+                                  collate_fn=_as_is)
         return
-    for path in paths:
-        try:
-            yield path, method.prepare(path)  # lazy: decoding and features happen on first use
-        except Exception as e:
-            yield path, e
+    for path, rows in groups:
+        yield open_image(method, path, rows, data_root)
+
+
+def _as_is(item):
+    return item
 
 
 def _batches(items, size: int):
@@ -254,162 +315,209 @@ def _batches(items, size: int):
         yield buf
 
 
-def _check_image_path(path: str, data_root: Optional[str]) -> None:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"image not found: {path}")
-    if not os.path.isfile(path):
-        raise IsADirectoryError(f"image path is not a file: {path}")
-    if data_root:
-        real, base = os.path.realpath(path), os.path.realpath(data_root)
-        if os.path.commonpath([real, base]) != base:
-            raise ValueError(f"image {path} resolves to {real}, outside the data root {base}")
-
-
 def _where(s) -> str:
     return f"row {s.index} (annotation row {getattr(s, 'csv_row', '?')})"
+
+
+# ----------------------------------------------------------------------------------- the loop
+def localize_row(method, item: ImageRows, s) -> RowOutput:
+    """The method's answer for one row, or the error (naming the row, the image and the phrase) that stopped it."""
+    if item.error is not None:
+        e = item.error
+        return RowOutput.failed(f"{_where(s)}: image {item.path}: {type(e).__name__}: {e}", e)
+    try:
+        check_box_in_image(s.gt_box, item.size)
+        out = method.localize_prepared(item.prepared, s.phrase)
+        box = tuple(float(v) for v in out.box)
+        if len(box) != 4:
+            raise ValueError(f"{method.name}.localize_prepared returned a box of {len(box)} numbers, not 4")
+    except Exception as e:  # noqa: BLE001 - the run's error policy decides (RunDirectory.write)
+        return RowOutput.failed(f"{_where(s)}: image {item.path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
+    return RowOutput(box=box, score_map=getattr(out, "score_map", None), image_size=item.size, result=out)
+
+
+def _prepare_features(method, batch: List[ImageRows]) -> None:
+    """The ``prepare_features`` hook on several images at once; failures show row by row afterwards."""
+    batched = hook(method, "prepare_features")
+    ready = [(it.prepared, [s.phrase for s in it.rows]) for it in batch if it.error is None]
+    if batched is None or len(ready) < 2:
+        return
+    try:
+        batched(ready)
+    except Exception as e:  # noqa: BLE001
+        log.debug("batched features failed (%s); computing them image by image", e)
+
+
+def inference_on_dataset(method, images: Iterable[ImageRows], evaluator: GroundingEvaluator, run: "RunDirectory",
+                         batch_images: int = 1) -> None:
+    """detectron2's ``inference_on_dataset``: for each row, the method's answer → the evaluator's record →
+    the run directory. Nothing else: no files, no resume, no error policy (the run directory's)."""
+    for batch in _batches(images, batch_images):
+        _prepare_features(method, batch)
+        for item in batch:
+            for s in item.rows:
+                out = localize_row(method, item, s)
+                run.write(s, out, evaluator.process([s], [out])[0])
+            item.close()
+            run.image_done(len(item.rows))
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+class RunDirectory:
+    """A run directory's bookkeeping, in one object: its lock, its identity (run.json), resume (rows already
+    predicted are kept, skipped ones retried), writing rows (predictions, score maps, figures) under the
+    ``on_error`` policy, timing, and at the end the canonical order and metrics.json."""
+
+    def __init__(self, path: Path, *, on_error: str = "raise", viz: int = 0, save_maps: bool = True,
+                 progress: bool = True):
+        self.path, self.on_error = Path(path), check_on_error(on_error)
+        self.viz, self.save_maps, self.progress = int(viz or 0), bool(save_maps), bool(progress)
+        self.identity: Dict[str, Any] = {}
+        self.writer = self.bar = None
+        self.viz_rows: set = set()
+        self.timed_rows, self.timed_seconds, self._t0, self._warm = 0, 0.0, None, True
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / PRED_FILE
+
+    def lock(self) -> RunLock:
+        """The directory's exclusive lock (created with the directory), held for the whole run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.path)
+
+    def discard_if_unused(self, stop: Optional[Path] = None) -> None:
+        """After an error before any row: remove the directory if it holds nothing of a run (only Hydra's
+        records, a log, the lock), and its parents left empty, up to ``stop`` (default: the working directory)."""
+        if not self.path.is_dir() or any(p.name not in (".hydra", LOCK_FILE) and not p.name.endswith(".log")
+                                         for p in self.path.iterdir()):
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        stop = Path(stop or Path.cwd()).resolve()
+        parent = self.path.resolve().parent
+        while parent != stop and stop in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+
+    def start(self, identity: Dict[str, Any], samples: Sequence) -> List[Any]:
+        """Check the identity, repair a torn last line, drop metrics.json (it exists only as the summary of a
+        finished run), retry skipped rows; open the writer. Returns the rows still to evaluate."""
+        self.identity = identity
+        check_run_identity(self.path, identity)
+        old = read_predictions(self.predictions, repair=True)
+        (self.path / METRICS_FILE).unlink(missing_ok=True)
+        kept = [r for r in old if not r.get("skipped")]
+        if len(kept) < len(old):  # rows skipped last time are evaluated again
+            log.info("%s: retrying %d rows recorded as skipped", self.path, len(old) - len(kept))
+            atomic_write_text(self.predictions, "".join(json.dumps(r) + "\n" for r in kept))
+        done = {r["index"] for r in kept}
+        todo = [s for s in samples if s.index not in done]
+        if done:
+            log.info("resuming %s: %d rows done, %d to go", self.path, len(samples) - len(todo), len(todo))
+        self.viz_rows = {s.index for s in list(samples)[:max(0, self.viz)]}
+        self._open(len(samples), len(samples) - len(todo))
+        return todo
+
+    def _open(self, total: int, initial: int) -> None:
+        from tqdm import tqdm
+
+        split = self.identity.get("split")
+        self.writer = PredictionWriter(self.predictions)
+        self.bar = tqdm(total=total, initial=initial, unit="row", disable=not self.progress, dynamic_ncols=True,
+                        desc=split.get("name", "eval") if isinstance(split, dict) else "eval")
+        self._t0 = time.perf_counter()
+
+    def write_loader_skips(self, samples: Sequence, evaluator: GroundingEvaluator) -> List[Any]:
+        """Record the rows the split's loader flagged (``on_error=skip``); returns the others."""
+        for s in samples:
+            if getattr(s, "error", None):
+                self.writer.write(evaluator.skip_record(s, s.error))
+                self.bar.update(1)
+        return [s for s in samples if not getattr(s, "error", None)]
+
+    def write(self, s, out: RowOutput, rec: Dict[str, Any]) -> None:
+        """One row's record (under the ``on_error`` policy), its score-map thumbnail and its figure."""
+        if out.error is not None and self.on_error == "raise":
+            raise RunError(out.error) from out.exception
+        if self.save_maps and out.score_map is not None:  # before the row, so a resumed run has it
+            save_score_map(self.path, s.index, out.score_map)
+        self.writer.write(rec)
+        if s.index in self.viz_rows and out.error is None:
+            self._figure(s, out, rec)
+        self.bar.update(1)
+
+    def _figure(self, s, out: RowOutput, rec: Dict[str, Any]) -> None:
+        from ..data.images import load_image
+        from .viz import save_figure
+
+        save_figure(self.path / "figures" / f"{s.index:06d}.png", load_image(s.image_path), out.score_map, out.box,
+                    s.phrase, gt_box=rec["gt_box"], iou=rec["iou"],
+                    method=(self.identity.get("method") or {}).get("name"),
+                    backbone=(self.identity.get("backbone") or {}).get("name"))
+
+    def image_done(self, n_rows: int) -> None:
+        """Timing: rows per second over images after the first (warm-up: lazy init, allocator, workers)."""
+        now = time.perf_counter()
+        if not self._warm:
+            self.timed_rows += n_rows
+            self.timed_seconds += now - self._t0
+        self._warm, self._t0 = False, now
+
+    def close(self) -> None:
+        for x in (self.writer, self.bar):
+            if x is not None:
+                x.close()
+        self.writer = self.bar = None
+
+    def finish(self, samples: Sequence) -> Dict[str, Any]:
+        """Canonical order (by row index), every row present and no other, metrics.json from the file."""
+        preds = {r["index"]: r for r in read_predictions(self.predictions)}
+        wanted = [s.index for s in samples]
+        extra = sorted(set(preds) - set(wanted))
+        if extra:
+            raise RunError(f"{self.predictions} holds {len(extra)} rows that are not part of this run (e.g. "
+                           f"{extra[:5]}); the directory was written by another configuration")
+        # a resumed, sharded-and-merged or uninterrupted run gives the same file
+        atomic_write_text(self.predictions, "".join(json.dumps(preds[i]) + "\n" for i in sorted(preds)))
+        missing = [i for i in wanted if i not in preds]
+        if missing:
+            raise RunError(f"{len(missing)} rows have no prediction after the run (e.g. {missing[:5]})")
+        metrics = summarise_run(self.path, self.identity)
+        metrics["timing"] = self.timing()
+        atomic_write_text(self.path / METRICS_FILE, json.dumps(metrics, indent=1))
+        return metrics
+
+    def timing(self) -> Dict[str, Any]:
+        rows, secs = self.timed_rows, self.timed_seconds
+        return {"rows_timed": rows, "seconds": round(secs, 3),
+                "rows_per_second": round(rows / secs, 4) if secs > 0 else None,
+                "device": self.identity.get("device_type"),
+                "note": "first image excluded (warm-up); rows computed in this invocation only"}
 
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
               data_root: Optional[str] = None, save_maps: bool = True, locked: bool = False,
               batch_images: int = 1) -> Dict[str, Any]:
-    """Evaluate ``method`` (``prepare(image)`` and ``localize_prepared(prep, phrase)``) on ``samples``;
+    """Evaluate ``method`` (the protocol of :mod:`grounding.methods.base`) on ``samples`` in ``run_dir``;
     returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a small score-map
-    thumbnail per row under ``maps/`` for the HTML report (grounding.evaluation.mapstore). ``locked``: the
-    caller already holds the directory's :class:`RunLock`."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    run_dir = Path(run_dir)
-    args = (method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root, save_maps,
-            batch_images)
-    if locked:  # the caller holds this directory's RunLock (evaluate() takes it before loading a model)
-        check_run_identity(run_dir, identity)
-        return _run_locked(*args)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        check_run_identity(run_dir, identity)
-        return _run_locked(*args)
+    thumbnail per row under ``maps/`` for the HTML report. ``locked``: the caller already holds the
+    directory's :class:`RunLock`."""
+    run = RunDirectory(run_dir, on_error=on_error, viz=viz, save_maps=save_maps, progress=progress)
+    if locked:  # the caller holds this directory's RunLock (evaluate_config takes it before loading a model)
+        return _evaluate_in(run, method, samples, identity, evaluator, workers, data_root, batch_images)
+    with run.lock():
+        return _evaluate_in(run, method, samples, identity, evaluator, workers, data_root, batch_images)
 
 
-def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, progress, workers, data_root,
-                save_maps, batch_images):
-    from tqdm import tqdm
-
-    from ..data.datasets import check_box_in_image
-    from ..data.images import load_image
-
-    pred_path = run_dir / PRED_FILE
-    old = read_predictions(pred_path, repair=True)
-    # metrics.json exists only while it is the summary of predictions.jsonl: a run that stops before its
-    # end (an error under on_error=raise, a kill) leaves none, rather than the previous run's numbers
-    (run_dir / METRICS_FILE).unlink(missing_ok=True)
-    kept = [r for r in old if not r.get("skipped")]
-    if len(kept) < len(old):  # rows skipped last time are evaluated again
-        log.info("%s: retrying %d rows recorded as skipped", run_dir, len(old) - len(kept))
-        atomic_write_text(pred_path, "".join(json.dumps(r) + "\n" for r in kept))
-    done = {r["index"] for r in kept}
-    todo = [s for s in samples if s.index not in done]
-    viz_rows = {s.index for s in list(samples)[:max(0, int(viz))]}
-    if done:
-        log.info("resuming %s: %d rows done, %d to go", run_dir, len(samples) - len(todo), len(todo))
-
-    writer = PredictionWriter(pred_path)
-    timed_rows, timed_seconds, first_image = 0, 0.0, True
-    bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="row", disable=not progress,
-               dynamic_ncols=True, desc=identity.get("split", {}).get("name", "eval")
-               if isinstance(identity.get("split"), dict) else "eval")
-
-    def fail(s, msg, exc=None):
-        if on_error == "raise":
-            raise RunError(f"{_where(s)}: {msg}") from exc
-        writer.write(evaluator.skip_record(s, f"{_where(s)}: {msg}"))
-        bar.update(1)
-
+def _evaluate_in(run: RunDirectory, method, samples, identity, evaluator, workers, data_root, batch_images):
+    todo = run.start(identity, samples)
     try:
-        groups = group_by_image(todo)
-        good = {}
-        for image_path, rows in groups.items():  # rows the loader already flagged (on_error=skip)
-            good[image_path] = [s for s in rows if not getattr(s, "error", None)]
-            for s in rows:
-                if getattr(s, "error", None):
-                    writer.write(evaluator.skip_record(s, s.error))
-                    bar.update(1)
-        paths = []
-        for p, rows in good.items():
-            if not rows:
-                continue
-            try:
-                _check_image_path(p, data_root)
-                paths.append(p)
-            except (OSError, ValueError) as e:
-                for s in rows:
-                    fail(s, f"{type(e).__name__}: {e}", e)
-        t0 = time.perf_counter()
-        for batch in _batches(prepared_images(method, paths, workers), batch_images):
-            if len(batch) > 1 and hasattr(method, "prepare_features"):
-                try:  # several images' features in one forward (CUDA); errors show row by row below
-                    method.prepare_features([(p, [s.phrase for s in good[path]]) for path, p in batch
-                                             if not isinstance(p, Exception)])
-                except Exception as e:  # noqa: BLE001
-                    log.debug("batched features failed (%s); computing them image by image", e)
-            for image_path, prepared in batch:
-                rows = good[image_path]
-                try:
-                    if isinstance(prepared, Exception):
-                        raise prepared
-                    image_size = prepared.image_size
-                except Exception as e:  # unreadable image, decompression bomb, ...
-                    for s in rows:
-                        fail(s, f"image {image_path}: {type(e).__name__}: {e}", e)
-                    continue
-                for s in rows:
-                    try:
-                        check_box_in_image(s.gt_box, image_size)
-                        out = method.localize_prepared(prepared, s.phrase)
-                    except Exception as e:
-                        fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
-                        continue
-                    rec = evaluator.record(s, out.box, out.score_map, image_size)
-                    if save_maps and out.score_map is not None:  # before the row, so a resumed run has it
-                        save_score_map(run_dir, s.index, out.score_map)
-                    writer.write(rec)
-                    if s.index in viz_rows:
-                        from .viz import save_figure
-
-                        save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
-                                    out.box, s.phrase, gt_box=rec["gt_box"], iou=rec["iou"],
-                                    method=(identity.get("method") or {}).get("name"),
-                                    backbone=(identity.get("backbone") or {}).get("name"))
-                    bar.update(1)
-                now = time.perf_counter()
-                if first_image:  # warm-up (lazy init, allocator, worker start) is excluded from timing
-                    first_image = False
-                else:
-                    timed_rows += len(rows)
-                    timed_seconds += now - t0
-                t0 = now
+        todo = run.write_loader_skips(todo, evaluator)
+        inference_on_dataset(method, image_rows(method, todo, data_root, workers), evaluator, run, batch_images)
     finally:
-        writer.close()
-        bar.close()
-
-    preds = {r["index"]: r for r in read_predictions(pred_path)}
-    wanted = [s.index for s in samples]
-    extra = sorted(set(preds) - set(wanted))
-    if extra:
-        raise RunError(f"{pred_path} holds {len(extra)} rows that are not part of this run (e.g. {extra[:5]}); "
-                       f"the directory was written by another configuration")
-    # canonical order (by row index): a resumed, sharded-and-merged or uninterrupted run gives the same file
-    atomic_write_text(pred_path, "".join(json.dumps(preds[i]) + "\n" for i in sorted(preds)))
-    missing = [i for i in wanted if i not in preds]
-    if missing:
-        raise RunError(f"{len(missing)} rows have no prediction after the run (e.g. {missing[:5]})")
-    metrics = summarise_run(run_dir, identity)
-    metrics["timing"] = {"rows_timed": timed_rows, "seconds": round(timed_seconds, 3),
-                         "rows_per_second": round(timed_rows / timed_seconds, 4) if timed_seconds > 0 else None,
-                         "device": identity.get("device_type"), "note": "first image excluded (warm-up); "
-                         "rows computed in this invocation only"}
-    atomic_write_text(run_dir / METRICS_FILE, json.dumps(metrics, indent=1))
-    return metrics
+        run.close()
+    return run.finish(samples)
 
 
 def evaluator_for(identity: Dict[str, Any]) -> GroundingEvaluator:

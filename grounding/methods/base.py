@@ -1,11 +1,45 @@
 """The method protocol, the registry of methods by name, and hyperparameter validation.
 
-A method turns an image and a phrase into a box::
+The method protocol (:class:`MethodProtocol`; subclassing :class:`Method` is optional) — the whole
+contract between a method and the harness. A method turns an image and a phrase into a box::
 
     prepared = method.prepare(image)                  # phrase-independent work, once per image
     result = method.localize_prepared(prepared, "a dog")
     result.box, result.score_map                      # (x1, y1, x2, y2) input pixels; ndarray or None
-    method.name, method.params                        # registry name; resolved hyperparameters
+
+Required (a method missing one is refused when it is built, by :func:`check_method`):
+
+``name: str``
+    Its registry / config name (``method=NAME``), recorded in ``run.json``.
+``params: Mapping[str, Any]``
+    Its resolved hyperparameters (JSON-serialisable), recorded in ``run.json``.
+``prepare(image: PIL.Image.Image) -> Any``
+    The phrase-independent work for one image, done once for all its phrases. ``image`` is a PIL image
+    as opened (``PIL.Image.open``: decoding may still be pending; call ``image.convert("RGB")`` to get
+    pixels). The harness never looks inside what it returns: any object (a tuple is fine).
+``localize_prepared(prepared, phrase: str) -> result``
+    ``result.box``: (x1, y1, x2, y2) in the input image's pixels; ``result.score_map``: the 2-D map the box
+    was searched on (ndarray, any resolution, covering the whole image) or ``None``.
+
+Optional hooks, each with one name and the default the harness uses when it is absent
+(:data:`OPTIONAL_HOOKS`, read with :func:`hook`):
+
+``needs_proposals: bool`` — default ``False``
+    When true, the harness calls ``prepare(image, proposals=P)`` with ``P`` the row image's region
+    proposals (N×4 pixel boxes from the split's proposal source), and the result additionally has
+    ``.index`` (the chosen proposal) and ``.scores`` (one per proposal); ``.score_map`` may be ``None``.
+``preload(image) -> prepared`` — default: none (``prepare`` runs in the main process)
+    The CPU-only part of ``prepare`` (decode, resize, regions), run in DataLoader worker processes when
+    ``workers`` > 0. Its result must pickle; it is passed to ``localize_prepared`` as is.
+``prepare_features(items) -> None`` — default: nothing
+    ``items``: (prepared, phrases) pairs of several images; compute their features in one forward
+    (``batch_images`` > 1). Must not change any result; an exception here is ignored (per-image work).
+``default_params(backbone, family) -> dict`` (classmethod) — default ``{}``
+    The values a run with no overrides uses; ``run.json``'s ``overrides`` lists what differs from them.
+``validate(params, backbone_kind) -> dict`` (classmethod) — default: no config-time check
+    Check hyperparameters before any model loads (types, ranges, unknown keys; :func:`validate_params`).
+``tuned: bool`` — default ``True``
+    False for hyperparameters borrowed from another method (tables mark the run "not tuned").
 
 Methods register with :func:`register_method` and declare their hyperparameters as :class:`Param`s,
 so a configuration is validated (types, ranges, unknown keys) before any model is loaded.
@@ -14,7 +48,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
+
 from ..errors import GroundingError
 
 _REGISTRY: Dict[str, type] = {}
@@ -57,6 +92,53 @@ def method_class(name: str) -> type:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
+
+
+# ------------------------------------------------------------------------------------ protocol
+@runtime_checkable
+class MethodProtocol(Protocol):
+    """What the harness needs of a method (the module docstring is the whole contract)."""
+
+    name: str
+    params: Mapping[str, Any]
+
+    def prepare(self, image: Any) -> Any: ...
+
+    def localize_prepared(self, prepared: Any, phrase: str) -> Any: ...
+
+
+REQUIRED = ("name", "params", "prepare", "localize_prepared")
+OPTIONAL_HOOKS: Dict[str, Any] = {
+    "needs_proposals": False,
+    "preload": None,
+    "prepare_features": None,
+    "default_params": None,
+    "validate": None,
+    "tuned": True,
+}
+
+
+def hook(method: Any, name: str) -> Any:
+    """The optional hook ``name`` of ``method`` (an instance or a class), or its documented default."""
+    if name not in OPTIONAL_HOOKS:
+        raise KeyError(f"{name!r} is not an optional hook of the method protocol; hooks: {', '.join(OPTIONAL_HOOKS)}")
+    return getattr(method, name, OPTIONAL_HOOKS[name])
+
+
+def check_method(method: Any, label: Optional[str] = None) -> Any:
+    """``method`` if it follows the protocol; else a :class:`ConfigError` in one line naming it and what is missing."""
+    missing = [k for k in REQUIRED if not hasattr(method, k)]
+    missing += [f"{k} (not callable)" for k in ("prepare", "localize_prepared") if k not in missing
+                and not callable(getattr(method, k))]
+    if "name" not in missing and not (isinstance(method.name, str) and method.name):
+        missing.append("name (a non-empty string)")
+    if "params" not in missing and not isinstance(method.params, Mapping):
+        missing.append("params (a mapping)")
+    if missing:
+        who = label or getattr(method, "name", None) or type(method).__name__
+        raise ConfigError(f"method {who!r} ({type(method).__module__}.{type(method).__qualname__}) does not follow "
+                          f"the method protocol: missing {', '.join(missing)} (see grounding/methods/base.py)")
+    return method
 
 
 # ------------------------------------------------------------------------------------ parameters

@@ -28,6 +28,16 @@ from .base import Localization, Method, cell_to_pixel_box
 FEATURE_VERSION = 3
 
 
+def _unopened_file(image) -> Optional[str]:
+    """The file of a PIL image as ``Image.open`` returns it (pixels not decoded yet, so not edited either),
+    else None: such an image is identified by its file (cache keys) and decoded only when needed."""
+    from PIL import ImageFile
+
+    if isinstance(image, ImageFile.ImageFile) and getattr(image, "filename", None) and getattr(image, "tile", None):
+        return str(image.filename)
+    return None
+
+
 class Prepared:
     """Phrase-independent work for one image, computed lazily: the resized image, its regions (for
     methods that use them) and its dense features. With a cache, an image whose cosines are all cached
@@ -35,8 +45,9 @@ class Prepared:
 
     def __init__(self, method: "DenseMethod", image: ImageLike, feature_params: Dict[str, Any]):
         self.method, self.params = method, feature_params
-        self._source = image
         self._pil = self._resized = self._regions = self._features = None
+        image = _unopened_file(image) or image  # a PIL image as opened: read from its file on first use
+        self._source = image
         if isinstance(image, (str, os.PathLike)):
             from PIL import Image
 
@@ -121,18 +132,20 @@ class DenseMethod(Method):
         return Prepared(self, image, self.feature_params(self.effective(overrides)))
 
     def preload(self, image: ImageLike, **overrides) -> Prepared:
-        """The CPU-only part of :meth:`prepare` (decode, resize, regions), for DataLoader workers.
-        Re-attach the result with :meth:`attach` in the main process."""
+        """The protocol's ``preload`` hook: the CPU-only part of :meth:`prepare` (decode, resize, regions),
+        run in DataLoader workers; the result travels back without the model and is owned again by
+        :meth:`own` when it is used."""
         prep = self.prepare(image, **overrides)
         if self.uses_regions:
             prep.regions
         else:
             prep.resized
-        prep.method = None
         return prep
 
-    def attach(self, prep: Prepared) -> Prepared:
-        prep.method = self
+    def own(self, prep: Prepared) -> Prepared:
+        """``prep`` bound to this method (a preloaded one comes back from a worker unbound)."""
+        if prep.method is None:
+            prep.method = self
         return prep
 
     def text_embedding(self, phrase: str):
@@ -174,6 +187,7 @@ class DenseMethod(Method):
         return self.score_map_from_cosines(prepared, self.cosines(prepared, phrase), p)
 
     def localize_prepared(self, prepared: Prepared, phrase: str, **overrides) -> Localization:
+        self.own(prepared)
         p = self.effective(overrides)
         m = self.score_map(prepared, phrase, **overrides)
         cell = search_box(m, float(p["alpha"]), method=p["box_search"], device=self.device)

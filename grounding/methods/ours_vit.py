@@ -351,6 +351,7 @@ class OursViT(DenseMethod):
         """Region tokens of several images in one forward (:func:`vit_region_embeddings_batch`; the runner
         calls this with ``batch_images`` > 1, the default on CUDA). ``items``: (prepared, phrases) pairs;
         images whose cosines are all cached are left out. Exact: the same tokens as one image at a time."""
+        items = [(self.own(p), phrases) for p, phrases in items]
         todo = [p for p, phrases in items if p._features is None and not (
             self.cache is not None and all(self.cache.has(self.cache_key("cos", p, ph)) for ph in phrases))]
         if len(todo) < 2 or len({repr(p.params) for p in todo}) != 1:
