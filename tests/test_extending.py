@@ -17,7 +17,8 @@ def blocks(text):
     return re.findall(r"```([^\n]*)\n(.*?)```", text, flags=re.S)
 
 
-def test_out_of_tree_method_runs_as_documented(tmp_path):
+def _documented(tmp_path):
+    """The document's files written under ``tmp_path`` and its commands, in order."""
     files, commands = {}, []
     for info, body in blocks(DOC.read_text()):
         m = re.search(r"file=(\S+)", info)
@@ -25,21 +26,61 @@ def test_out_of_tree_method_runs_as_documented(tmp_path):
             files[m.group(1)] = body
         elif "run" in info.split():
             commands.append(body.strip())
-    assert {"my_methods.py", "conf/method/vanilla_patches.yaml"} <= set(files) and len(commands) == 1
     for name, body in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(body)
     (tmp_path / "data").symlink_to(ROOT / "data")  # the bundled demo
-    cmd = commands[0].replace("$PWD", str(tmp_path))
+    return files, commands
+
+
+def _run_documented(cmd, tmp_path):
+    """Run one documented command line in ``tmp_path``; returns the metrics.json it wrote."""
+    cmd = cmd.replace("$PWD", str(tmp_path))
     env_part, rest = cmd.split(" ", 1)
     key, value = env_part.split("=", 1)
     argv = shlex.split(rest)
     assert argv[:3] == ["python", "-m", "grounding.eval"]
     env = dict(os.environ)
-    env[key] = value
+    env[key] = value + (os.pathsep + os.environ[key] if os.environ.get(key) else "")  # keep this checkout first
+    before = set(tmp_path.rglob("metrics.json"))
     r = subprocess.run([sys.executable, *argv[1:], "progress=false"], cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = [json.loads(p.read_text()) for p in tmp_path.rglob("metrics.json")]
-    assert len(metrics) == 1 and metrics[0]["method"] == "vanilla_patches" and metrics[0]["n"] == 6
+    new = sorted(set(tmp_path.rglob("metrics.json")) - before)
+    assert len(new) == 1, new
+    return new[0]
+
+
+def test_out_of_tree_methods_run_as_documented(tmp_path):
+    files, commands = _documented(tmp_path)
+    assert {"my_methods.py", "conf/method/vanilla_patches.yaml", "center_box.py",
+            "conf/method/center_box.yaml"} <= set(files) and len(commands) == 2
+    assert "import" not in files["center_box.py"].replace("from types import SimpleNamespace", "")  # duck-typed
+    by_method = {}
+    for cmd in commands:
+        path = _run_documented(cmd, tmp_path)
+        m = json.loads(path.read_text())
+        by_method[m["method"]] = path.parent
+        assert m["n"] == 6
+    assert set(by_method) == {"vanilla_patches", "center_box"}
     assert not (ROOT / "grounding" / "methods" / "my_methods.py").exists()
+    _predictions_are_its_boxes(tmp_path, by_method["center_box"])
+
+
+def _predictions_are_its_boxes(tmp_path, run):
+    """The duck-typed method's predictions are the boxes it returns for each row's image (its own code as oracle)."""
+    from PIL import Image
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from center_box import CenterBox
+    finally:
+        sys.path.remove(str(tmp_path))
+    method = CenterBox(scale=0.5)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and not any(r.get("skipped") for r in rows)
+    for r in rows:
+        with Image.open(r["image"]) as im:
+            want = method.localize_prepared(method.prepare(im), r["phrase"]).box
+        assert r["pred_box"] == [float(v) for v in want], r
+        assert r["pointing"] is None  # no score map

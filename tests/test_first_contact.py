@@ -124,3 +124,35 @@ def test_public_api_returns_plain_python_numbers():
         assert all(type(v) is int for v in grounding.search_box(m, 0.5, method=method))
     out = grounding.localize(DEMO_IMAGE, "the red square", backbone="toy", method="ours")
     assert all(type(v) is float for v in out.box) and all(type(v) is int for v in out.cell_box)
+
+
+def test_localize_help_shows_no_restructuredtext_markup(capsys):
+    from grounding.cli.localize import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and out.startswith("grounding-localize IMAGE")
+
+
+def _corrupt_checkpoint(t):
+    p = t / "ViT-B-32.pt"
+    p.write_bytes(b"PK\x03\x04 not a checkpoint" * 10)
+    return ["split=demo", "backbone=vit_b32", f"backbone.name={p}", f"data_root={ROOT / 'data'}"]
+
+
+def _no_annotations(t):
+    (t / "empty_root").mkdir()
+    return ["split=flickr_s1", "backbone=toy", f"data_root={t / 'empty_root'}"]
+
+
+@pytest.mark.parametrize("make,hint", [(_corrupt_checkpoint, "ViT-B-32.pt"), (_no_annotations, "empty_root")],
+                         ids=["corrupt checkpoint", "missing annotation CSV"])
+def test_an_error_after_validation_leaves_no_directory(make, hint, tmp_path, monkeypatch, capsys):
+    """Validation passes (the files exist), loading fails: one line, exit 2, and no outputs/ left behind."""
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.iterdir())
+    code, err = _in_process(_eval(*make(tmp_path)), monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and 1 <= len(lines) <= 3 and hint in err and "Traceback" not in err, err
+    assert set(tmp_path.iterdir()) - before <= {tmp_path / "ViT-B-32.pt", tmp_path / "empty_root"}
+    assert not (tmp_path / "outputs").exists()

@@ -1,4 +1,4 @@
-"""``grounding-localize IMAGE "a phrase" [KEY=VALUE ...]``: one image, one phrase → the box as JSON and a
+"""grounding-localize IMAGE "a phrase" [KEY=VALUE ...]: one image, one phrase -> the box as JSON and a
 figure (PNG).
 
 Options (Hydra overrides, after the phrase; defaults in brackets):
@@ -78,11 +78,14 @@ def run(argv: List[str]) -> int:
 
     method = build_method(cfg, load_backbone_for(cfg))
     image = np.asarray(to_pil_rgb(image_path))
-    out = method.localize_prepared(method.prepare(image), phrase)
+    from PIL import Image
+
+    with Image.open(image_path) as im:  # the protocol's prepare(image: PIL.Image)
+        out = method.localize_prepared(method.prepare(im), phrase)
     png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
     save_figure(png, image, out.score_map, out.box, phrase, method=cfg.method.name, backbone=str(cfg.backbone.name))
     print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],
-                      "cell_box": list(out.cell_box) if out.cell_box else None,
+                      "cell_box": list(out.cell_box) if getattr(out, "cell_box", None) else None,
                       "map_size": list(out.score_map.shape) if out.score_map is not None else None,
                       "backbone": str(cfg.backbone.name), "method": cfg.method.name,
                       "params": method.params, "figure": str(png)}))

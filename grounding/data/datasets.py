@@ -98,17 +98,3 @@ def check_box_in_image(box, image_size) -> None:
     t = BORDER_TOLERANCE
     if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
         raise ValueError(f"bbox {list(box)} lies outside the {w}x{h} image")
-
-
-# ------------------------------------------------------------------------ Flickr30k Entities
-# The sentence grammar, phrase types and raw reader live in grounding.data.flickr_entities (which
-# imports this module); their old names here resolve lazily, so neither import order cycles.
-_FLICKR_ENTITIES_NAMES = ("parse_sentence", "read_sentences", "phrase_type_dict", "read_flickr30k_entities")
-
-
-def __getattr__(name):
-    if name in _FLICKR_ENTITIES_NAMES:
-        from grounding.data import flickr_entities
-
-        return getattr(flickr_entities, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
