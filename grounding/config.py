@@ -59,7 +59,7 @@ def register_hparams() -> None:
         for backbone, key in keys.items():
             if key is None:
                 continue
-            for family in hparams.FAMILIES:
+            for family in options("family"):
                 try:
                     values = hparams.paper_hparams(key, table, family, method=method)
                 except ValueError:

@@ -4,6 +4,7 @@ from omegaconf import OmegaConf
 
 from grounding.config import compose, conf_dir, options, run_dir_name, run_spec
 from grounding.data.splits import split_info, split_names
+from grounding.evaluation.evaluate import validate_method_config
 from grounding.methods.base import ConfigError, method_class, registered_methods
 from grounding.methods.hparams import paper_hparams
 
@@ -101,3 +102,21 @@ def test_paper_values_match_reference_eval_py():
                                                           "box_search": "hierarchical"}
     assert len(paper_hparams("vit_l14", "ours", "flickr")["n_segments"]) == 11
     assert conf_dir().is_dir()
+
+
+def test_each_method_has_one_name():
+    """conf/method/NAME.yaml, its ``name:`` and its class's registered name agree (checked at config time too)."""
+    from hydra.utils import get_object
+
+    for option in options("method"):
+        node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
+        assert node.name == option and get_object(node._target_).name == option, option
+    cfg = compose("config", ["split=demo", "backbone=toy", "method.name=other"])
+    with pytest.raises(ConfigError, match="method.name='other' but grounding.methods.ours.Ours is named 'ours'"):
+        validate_method_config(cfg)
+
+
+def test_every_family_config_has_paper_values():
+    from grounding.methods import hparams
+
+    assert set(options("family")) == set(hparams.FAMILIES)
