@@ -189,3 +189,19 @@ def test_the_cycle_check_sees_lazy_imports():
 def test_no_module_getattr_reexports_in_data():
     for path in (PKG / "data").rglob("*.py"):
         assert "def __getattr__" not in path.read_text(), path
+
+
+def test_evaluation_functions_are_short_and_shadow_nothing():
+    """No function of grounding/evaluation/ over 60 lines (the report is its own package), none named ``fail``
+    (``errors.fail`` is the one)."""
+    long, shadows = [], []
+    for path in (PKG / "evaluation").rglob("*.py"):
+        if path.name == "report.py" or "report" in path.relative_to(PKG).parts[1:-1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long.append(f"{path.name}:{node.name}")
+                if node.name == "fail":
+                    shadows.append(f"{path.name}:{node.lineno}")
+    assert not long and not shadows, (long, shadows)

@@ -84,21 +84,7 @@ def _merge_locked(out: Path, dirs: List[Path]) -> dict:
             if r["index"] in rows:
                 raise RunError(f"{d}: row {r['index']} is also in another shard")
             rows[r["index"]] = r
-    n = parse_shard(idents[0]["shard"])[1]
-    given = {parse_shard(i["shard"])[0]: d for i, d in zip(idents, dirs)}
-    if len(given) < len(dirs):  # two directories of the same shard (their rows would overlap)
-        seen = {}
-        for i, d in zip(idents, dirs):
-            k = parse_shard(i["shard"])[0]
-            if k in seen:
-                raise RunError(f"{d} and {seen[k]} are both shard {k}/{n}")
-            seen[k] = d
-    missing = [f"{k}/{n}" for k in range(n) if k not in given]
-    if missing:
-        raise RunError(f"shard(s) {', '.join(missing)} missing: the given directories ("
-                       + ", ".join(f"{d} = {i['shard']}" for i, d in zip(idents, dirs)) + f") are not exactly 0/{n} … {n - 1}/{n}")
-    if len(rows) != int(base["split_rows"]):
-        raise RunError(f"the shards hold {len(rows)} rows; the split has {base['split_rows']}")
+    _check_coverage(idents, dirs, len(rows), int(base["split_rows"]))
     identity = dict(base, shard=None)
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
@@ -118,6 +104,25 @@ def _merge_locked(out: Path, dirs: List[Path]) -> dict:
         metrics["merged_from"] = [os.path.abspath(d) for d in dirs]
         atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=1))
     return metrics
+
+
+def _check_coverage(idents, dirs, n_rows: int, split_rows: int) -> None:
+    """The shards are exactly 0/n … n-1/n, once each, and hold every row of the split."""
+    n = parse_shard(idents[0]["shard"])[1]
+    given = {parse_shard(i["shard"])[0]: d for i, d in zip(idents, dirs)}
+    if len(given) < len(dirs):  # two directories of the same shard (their rows would overlap)
+        seen = {}
+        for i, d in zip(idents, dirs):
+            k = parse_shard(i["shard"])[0]
+            if k in seen:
+                raise RunError(f"{d} and {seen[k]} are both shard {k}/{n}")
+            seen[k] = d
+    missing = [f"{k}/{n}" for k in range(n) if k not in given]
+    if missing:
+        raise RunError(f"shard(s) {', '.join(missing)} missing: the given directories ("
+                       + ", ".join(f"{d} = {i['shard']}" for i, d in zip(idents, dirs)) + f") are not exactly 0/{n} … {n - 1}/{n}")
+    if n_rows != split_rows:
+        raise RunError(f"the shards hold {n_rows} rows; the split has {split_rows}")
 
 
 def main(argv=None) -> int:
