@@ -104,3 +104,16 @@ def test_a_bad_box_is_a_row_error_not_a_traceback(tmp_path):
         _run(m, _rows(), tmp_path)
     assert "row 0 (annotation row 1)" in str(e.value) and "not 4" in str(e.value)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["split"] == {"name": "t"}
+
+
+def test_a_subclass_that_does_not_implement_localize_prepared_is_refused():
+    from grounding.methods.base import Method
+
+    class Half(Method):
+        name = "half"
+
+        def prepare(self, image):
+            return image.size
+
+    with pytest.raises(ConfigError, match="'half'.*localize_prepared \\(not implemented\\)"):
+        check_method(Half())

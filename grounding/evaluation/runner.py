@@ -1,4 +1,9 @@
-"""Evaluation runner: loop over a split, reuse per-image work, write predictions as they are made, resume.
+"""Evaluation runner: the loop over a split and the run directory's bookkeeping, apart.
+
+:func:`inference_on_dataset` is the loop (detectron2's): per row, the method's answer (the protocol of
+:mod:`grounding.methods.base`) → the evaluator's ``process`` → the run directory. :class:`RunDirectory`
+is the bookkeeping: lock, identity, resume, retry of skips, the ``on_error`` policy, canonical order,
+metrics. :func:`run_split` joins them.
 
 Layout of a run directory::
 

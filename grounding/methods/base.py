@@ -130,6 +130,8 @@ def check_method(method: Any, label: Optional[str] = None) -> Any:
     missing = [k for k in REQUIRED if not hasattr(method, k)]
     missing += [f"{k} (not callable)" for k in ("prepare", "localize_prepared") if k not in missing
                 and not callable(getattr(method, k))]
+    missing += [f"{k} (not implemented)" for k in ("prepare", "localize_prepared")
+                if getattr(type(method), k, None) is getattr(Method, k)]
     if "name" not in missing and not (isinstance(method.name, str) and method.name):
         missing.append("name (a non-empty string)")
     if "params" not in missing and not isinstance(method.params, Mapping):
@@ -254,7 +256,7 @@ def cell_to_pixel_box(cell, map_shape, image_size) -> Tuple[float, float, float,
 
 
 class Method:
-    """Base class of registered methods (subclassing is optional: the protocol is what counts).
+    """Base class of registered methods (subclassing is optional: :class:`MethodProtocol` is what counts).
 
     Constructed as ``hydra.utils.instantiate(cfg.method, backbone=…, device=…, precision=…, family=…)``
     or by :class:`grounding.Localizer`. Hyperparameters not given take the defaults of
@@ -296,6 +298,7 @@ class Method:
         return p
 
     def prepare(self, image):
+        """The protocol's ``prepare(image: PIL.Image) -> Any`` (see the module docstring)."""
         raise NotImplementedError
 
     def localize_prepared(self, prepared, phrase: str, **overrides) -> Localization:
