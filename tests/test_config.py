@@ -131,3 +131,28 @@ def test_method_yaml_keys_are_the_class_params():
         node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
         keys = set(node) - {"_target_", "name", "paper_defaults"}
         assert keys == set(get_object(node._target_).PARAMS), option
+
+
+@pytest.mark.parametrize("family", ["flickr", "vg"])
+def test_yaml_paper_defaults_table_is_the_one_the_class_uses(family):
+    """The composed config (YAML ``paper_defaults`` → hparams entry) and the class's ``default_params`` (the Python
+    API, run.json's ``overrides``) give the same values, so the two names of a table cannot drift apart."""
+    from types import SimpleNamespace
+
+    from hydra.utils import get_object
+
+    from grounding.methods.ours import _BY_KIND, Ours
+
+    for option in options("method"):
+        node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
+        if "paper_defaults" not in node:
+            continue
+        cls = get_object(node._target_)
+        for key in ("vit_b16", "rn50x4"):
+            impl = (_BY_KIND["resnet" if key.startswith("rn") else "vit"] if cls is Ours else cls)
+            try:
+                want = paper_hparams(key, node.paper_defaults, family, method=option)
+            except ValueError:
+                continue  # no such table for this backbone kind (denseclip on a ViT, the ViT family on a ResNet)
+            got = impl.default_params(SimpleNamespace(key=key), family)
+            assert {k: got[k] for k in want} == want, (option, key)
