@@ -231,3 +231,25 @@ def test_yaml_facts_come_from_the_library(tinylib):
     node = OmegaConf.create({"backbone": {"library": "tinylib", "seed": 3, "key": "${backbone:key}",
                                           "kind": "${backbone:kind}"}})
     assert (node.backbone.key, node.backbone.kind) == ("vit_b32", "vit")
+
+
+def test_a_tower_without_class_token():
+    """Room for towers without a class token (SigLIP): the tower operations keep every token as a patch
+    token, and ours-ViT (region tokens on the class token) refuses such a backbone by name."""
+    from grounding.methods.base import method_class
+    from grounding.models import vit
+    from grounding.models.adapter import Backbone
+
+    model = tiny_clip("vit", patch_size=32, seed=5)
+    x = torch.randn(1, 3, 224, 224)
+    with_cls = vit.last_block_replaced(model.visual, x, vit.block_forward)
+    model.visual.class_embedding = None
+    model.visual.positional_embedding = torch.nn.Parameter(model.visual.positional_embedding[1:].clone())
+    assert vit.prefix_tokens(model.visual) == 0
+    without = vit.last_block_replaced(model.visual, x, vit.block_forward)
+    assert without.shape == with_cls.shape == (1, 49, 32) and not torch.allclose(without, with_cls)
+    bb = Backbone("no-cls", model, "cpu", torch.float32)
+    assert not bb.has_class_token and bb.kind == "vit"
+    with pytest.raises(ValueError, match="class token.*no-cls"):
+        method_class("ours")(bb)
+    assert method_class("maskclip")(bb).params["alpha"] == 0.9
