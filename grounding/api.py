@@ -8,12 +8,13 @@ registry (``ours``, ``denseclip``, ``crop_rank``, the training-free family, or a
 """
 from __future__ import annotations
 
-from typing import Dict, Union
+import os
+from typing import Any, Dict, Union
 
 from .data.images import ImageLike
 from .methods.base import Localization, cell_to_pixel_box, method_class
 from .methods.dense import FEATURE_VERSION
-from .models.backbones import Backbone, load_backbone
+from .models.backbones import load_backbone
 
 __all__ = ["Localizer", "Localization", "localize", "cell_to_pixel_box", "FEATURE_VERSION"]
 
@@ -21,19 +22,19 @@ __all__ = ["Localizer", "Localization", "localize", "cell_to_pixel_box", "FEATUR
 class Localizer:
     """A loaded backbone plus a method and its hyperparameters.
 
-    ``backbone``: an OpenAI model name or config key (``ViT-B/16`` = ``vit_b16``), a registered name
-    (``toy``), a checkpoint path, ``"open_clip:ARCH"`` with ``pretrained=FILE`` (ARCH an open_clip model name
-    such as ``ViT-H-14`` or a model-config JSON path; the weights file is never downloaded), or a loaded
-    :class:`~grounding.models.backbones.Backbone`.
+    ``backbone``: an API string — a model name or config key (``ViT-B/16`` = ``vit_b16``), a checkpoint path,
+    ``"LIBRARY:SPEC"`` with ``pretrained=FILE`` where the library takes one (the libraries and their strings:
+    :mod:`grounding.models.registry`; weights are never downloaded) — or a loaded backbone (any object with
+    the adapter's names, :mod:`grounding.models.library`).
     ``params`` override the paper's values for this backbone and dataset ``family`` (``flickr`` | ``vg`` |
     ``refcoco`` | ``demo``); unknown names are refused.
     """
 
-    def __init__(self, backbone: Union[str, Backbone], method: str = "ours", *, device="cpu",
+    def __init__(self, backbone: Union[str, os.PathLike, Any], method: str = "ours", *, device="cpu",
                  precision: str = "auto", family: str = "flickr", cache_dir=None, cache=None, pretrained=None,
                  **params):
         cls = method_class(method)
-        bb = backbone if isinstance(backbone, Backbone) else load_backbone(
+        bb = backbone if not isinstance(backbone, (str, os.PathLike)) else load_backbone(
             backbone, device=device, precision=precision, cache_dir=cache_dir, pretrained=pretrained)
         self.method = cls(bb, device=device, precision=precision, family=family, cache=cache, **params)
 
@@ -60,8 +61,8 @@ def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", d
              **params) -> Localization:
     """Localise ``phrase`` in ``image``; returns ``.box`` (x1, y1, x2, y2) pixels and ``.score_map``.
 
-    ``backbone`` as for :class:`Localizer` (``"open_clip:ViT-H-14"`` with ``pretrained=FILE`` for open_clip
-    weights). The model stays loaded between calls with the same backbone, weights, method and device.
+    ``backbone`` as for :class:`Localizer` (``pretrained=FILE`` for libraries whose weights file is separate
+    from the architecture). The model stays loaded between calls with the same backbone, weights, method and device.
     """
     family = params.pop("family", "flickr")
     precision = params.pop("precision", "auto")

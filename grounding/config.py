@@ -36,7 +36,7 @@ def compose(config_name: str = "config", overrides: Optional[List[str]] = None) 
 # ------------------------------------------------------------------------- paper hyperparameters
 def backbone_option_key(option: str) -> Optional[str]:
     """The hyperparameter key a backbone option's YAML names (``oc_vit_h14`` → ``vit_h14``), or None when it
-    is derived at run time (``open_clip``: an interpolation of ``backbone.arch``)."""
+    is derived at run time (``key: ${backbone:key}``, from the library's ``describe`` of other values)."""
     node = OmegaConf.load(conf_dir() / "backbone" / f"{option}.yaml")
     if "key" not in node or OmegaConf.is_interpolation(node, "key") or OmegaConf.is_missing(node, "key"):
         return None
@@ -46,7 +46,7 @@ def backbone_option_key(option: str) -> Optional[str]:
 def register_hparams() -> None:
     """Store ``hparams/<method>/<backbone option>_<family>`` for every method YAML with a ``paper_defaults``
     table, with the values of the option's ``key``. Options whose key depends on other values
-    (``backbone=open_clip``: the arch) get no entry; the method fills unset values from the loaded
+    (``key: ${backbone:key}``) get no entry; the method fills unset values from the loaded
     backbone's key (:meth:`grounding.methods.base.Method.default_params`)."""
     from hydra.core.config_store import ConfigStore
 
@@ -128,22 +128,15 @@ def _resolve_run_dir_name(*, _root_) -> str:
     return run_dir_name(_root_)
 
 
-def _open_clip_key(arch) -> str:
-    from .models.names import open_clip_key
+def _backbone_fact(what: str, *, _parent_) -> str:
+    from .models.registry import fact
 
-    return open_clip_key(str(arch))
-
-
-def _open_clip_kind(arch) -> str:
-    from .models.names import open_clip_kind
-
-    return open_clip_kind(str(arch))
+    return fact(what, _parent_=_parent_)
 
 
 if not OmegaConf.has_resolver("run_dir_name"):
     OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
-# conf/backbone/open_clip.yaml: key and kind from backbone.arch (an open_clip name or a config JSON), torch-free
-for _name, _fn in (("open_clip_key", _open_clip_key), ("open_clip_kind", _open_clip_kind)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _fn)
+# ${backbone:key} / ${backbone:kind} in conf/backbone/*.yaml: derived by the node's library (torch-free)
+if not OmegaConf.has_resolver("backbone"):
+    OmegaConf.register_new_resolver("backbone", _backbone_fact)
 register_hparams()

@@ -21,7 +21,7 @@ from grounding import Localizer, localize
 from grounding.methods.base import method_class, registered_methods
 from grounding.methods.resnet_dense import OursResNet
 from grounding.models.backbones import Backbone, BackboneError, load_backbone
-from grounding.models.names import open_clip_key
+from grounding.models.open_clip_backbone import open_clip_key
 from grounding.models.random import tiny_clip
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -141,64 +141,33 @@ def json_safe(x):
 
 
 def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
-    """Cheap backbone checks with one-line messages (no torch): the library; for open_clip the arch (known,
-    servable); with ``files``, the weights file (OpenAI: resolved in the clip cache; open_clip: given, existing)."""
-    from ..models.names import BackboneError, open_clip_key
+    """Cheap backbone checks with one-line messages (no torch), by the node's library (its ``preflight``);
+    with ``files``, the weights file."""
+    from ..models import registry
+    from ..models.names import BackboneConfigError
 
-    b = cfg.backbone
-    lib = b.get("library", "openai")
-    if lib == "registered":  # built in code (the toy): no file
-        return
-    if lib == "openai":
-        if files:  # the weights file, before torch is imported
-            from ..models.names import resolve_checkpoint
-
-            resolve_checkpoint(b.name, b.get("cache_dir"))
-        return
-    if lib != "open_clip":
-        raise ConfigError(f"backbone.library={lib!r}: expected openai, open_clip or registered")
-    if OmegaConf.is_missing(b, "arch") or not b.get("arch"):
-        raise ConfigError("backbone=open_clip needs backbone.arch=NAME or a model-config JSON path "
-                          "(e.g. backbone.arch=ViT-H-14) and backbone.pretrained=FILE")
     try:
-        open_clip_key(str(b.arch))
-    except BackboneError as e:
-        raise ConfigError(f"backbone.arch={b.arch}: {e}") from None
-    if not files:
-        return
-    pretrained = b.get("pretrained")
-    if not pretrained:
-        raise ConfigError(f"backbone.pretrained=FILE is required for open_clip arch {b.arch} (weights are never "
-                          f"downloaded): e.g. open_clip_pytorch_model.bin from the model's Hugging Face hub repository")
-    if not Path(str(pretrained)).expanduser().is_file():
-        raise BackboneError(f"backbone.pretrained: open_clip weights not found at {Path(str(pretrained)).expanduser()}")
+        registry.preflight(OmegaConf.to_container(cfg.backbone, resolve=False), files=files)
+    except BackboneConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_backbone_for(cfg: DictConfig):
-    """The backbone adapter of ``cfg.backbone`` (dispatched on ``backbone.library``: ``openai`` loads
-    ``backbone.name``, ``open_clip`` loads ``backbone.arch`` with ``backbone.pretrained``); refuses a model of
-    another kind or family than the chosen preset (whose paper hyperparameters the config holds)."""
-    from ..models.backbones import load_backbone
+    """The backbone adapter of ``cfg.backbone`` (loaded by the node's library); refuses a model of another
+    kind or family than the chosen preset (whose paper hyperparameters the config holds)."""
+    from ..models import registry
 
     check_backbone_config(cfg)
-    lib = cfg.backbone.get("library", "openai")
-    if lib == "open_clip":
-        what = f"backbone.arch={cfg.backbone.arch}"
-        bb = load_backbone(f"open_clip:{cfg.backbone.arch}", pretrained=cfg.backbone.pretrained, device=cfg.device,
-                           precision=cfg.precision)
-        same = "backbone=open_clip with the same backbone.arch (key and kind follow from it)"
-    else:
-        what = f"backbone.name={cfg.backbone.name}"
-        bb = load_backbone(cfg.backbone.name, device=cfg.device, precision=cfg.precision,
-                           cache_dir=cfg.backbone.get("cache_dir"))
-        same = None
+    node = OmegaConf.to_container(cfg.backbone, resolve=True)
+    bb = registry.load(node, device=cfg.device, precision=cfg.precision)
+    what = f"backbone {registry.label(node) or node.get('name')}"
     want_kind, want_key = cfg.backbone.get("kind"), cfg.backbone.get("key")
     if want_kind and bb.kind != want_kind:
         raise ConfigError(f"{what} is a {bb.kind} model but backbone.kind={want_kind}; "
                           f"choose the matching backbone=PRESET")
     if want_key and bb.key != want_key:
         raise ConfigError(f"{what} is a {bb.key} model but the chosen preset is {want_key} (whose paper "
-                          f"hyperparameters would be used); choose {same or f'backbone={bb.key} with the same backbone.name'}, "
+                          f"hyperparameters would be used); choose the preset of {bb.key} with the same weights, "
                           f"or set backbone.key={bb.key} and every method hyperparameter yourself")
     return bb
 

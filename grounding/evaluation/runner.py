@@ -531,13 +531,11 @@ def evaluator_for(identity: Dict[str, Any]) -> GroundingEvaluator:
 
 
 def backbone_label(backbone: Dict[str, Any]) -> Optional[str]:
-    """How tables name a backbone: the config key for OpenAI weights; for open_clip also the arch and the
-    weights file, so a LAION ViT-B/16 never shares a cell with OpenAI's."""
-    key = backbone.get("key")
-    if backbone.get("library") == "open_clip":
-        weights = Path(str(backbone.get("pretrained") or "")).name or "random"
-        return f"{key} (open_clip {Path(str(backbone.get('arch'))).stem}, {weights})"
-    return key
+    """How tables name a backbone: its library's ``label`` (the key for the paper's weights; other libraries
+    also name their weights, so two trainings of one architecture never share a cell)."""
+    from ..models.registry import label
+
+    return label(backbone)
 
 
 def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
@@ -551,6 +549,7 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "backbone": (identity.get("backbone") or {}).get("name"),
         "backbone_key": (identity.get("backbone") or {}).get("key"),
         "backbone_label": backbone_label(identity.get("backbone") or {}),
+        "backbone_kind": (identity.get("backbone") or {}).get("kind"),
         "family": identity.get("family"), "params": identity.get("method_params", {}),
         "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
         "shard": identity.get("shard"), "limit": identity.get("limit"),

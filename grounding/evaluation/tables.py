@@ -20,6 +20,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional
 
 import pandas as pd
 
+from ..methods.hparams import backbone_kind
+
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
 PAPER_CSV = Path(__file__).resolve().parents[1] / "paper_results.csv"
 PAPER_COLUMNS = ["table", "method", "backbone", "split", "metric", "value", "note"]
@@ -92,9 +94,10 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "n": d.get("n"), "iou_threshold": d.get("iou_threshold"), "upsample": params.get("upsample"),
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
                 "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
+                "backbone_kind": d.get("backbone_kind") or backbone_kind(str(d.get("backbone_key") or "")),
             })
     cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
-            "tuned", "breakdowns"]
+            "tuned", "breakdowns", "backbone_kind"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -217,7 +220,7 @@ def table2_spec(runs: pd.DataFrame, paper: pd.DataFrame, splits: List[str]) -> T
 
 
 def table3_spec(runs: pd.DataFrame, paper: pd.DataFrame, splits: List[str]) -> TableSpec:
-    vit_runs = runs[(runs.method == "ours") & runs.backbone.astype(str).str.startswith(("vit", "toy"))]
+    vit_runs = runs[(runs.method == "ours") & (runs.backbone_kind == "vit")]
     rows = [Row(f"{b} {u}x", "ours", b, u) for m, b in _keys(paper, "3", vit_runs) if m == "ours" and b
             for u in (1, 2)]
     return TableSpec("table3_upsample", "3", "model", rows, splits,
@@ -232,7 +235,7 @@ UNTUNED_NOTE = ("† not tuned: α and σ are ours-ViT's paper values for the ba
 def zoo_spec(runs: pd.DataFrame, splits: List[str]) -> TableSpec:
     """Training-free dense methods × splits (rows method × backbone; ours-ViT alongside for reference)."""
     family = family_methods()
-    sel = runs[runs.method.isin(family + ["ours"]) & runs.backbone.astype(str).str.startswith(("vit", "toy"))]
+    sel = runs[runs.method.isin(family + ["ours"]) & (runs.backbone_kind == "vit")]
     keys = sorted({(m, b) for m, b in zip(sel.method, sel.backbone)},
                   key=lambda k: (k[0] != "ours", k[0], k[1]))
     untuned = {(m, b) for m, b, t in zip(sel.method, sel.backbone, sel.tuned) if not t}

@@ -47,6 +47,7 @@ so a configuration is validated (types, ranges, unknown keys) before any model i
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
@@ -268,11 +269,11 @@ class Method:
 
     def __init__(self, backbone=None, *, device="cpu", precision="auto", family: str = "flickr", cache=None,
                  name: Optional[str] = None, paper_defaults: Optional[str] = None, **params):
-        from ..models.backbones import Backbone, load_backbone
+        from ..models.backbones import load_backbone
 
         given = validate_params(self.name, self.PARAMS, params, self.not_applicable(backbone))
-        self.backbone = backbone if isinstance(backbone, Backbone) or backbone is None else load_backbone(
-            backbone, device=device, precision=precision)
+        self.backbone = load_backbone(backbone, device=device, precision=precision) if isinstance(
+            backbone, (str, os.PathLike)) else backbone
         self.device = self.backbone.device if self.backbone is not None else device
         self.family = family
         self.cache = cache

@@ -54,13 +54,13 @@ BACKBONES = ("vit_l14", "vit_l14_336", "vit_b16", "vit_b32", "rn50", "rn101", "r
 
 
 def backbone_kind(backbone_key: str) -> str:
-    """``vit`` or ``resnet`` from a backbone key (vit_*, toy, open_clip ViT keys → vit; rn* → resnet)."""
+    """``vit`` or ``resnet`` from a backbone key (every library gives OpenAI-style keys: rn* → resnet, else vit)."""
     return "resnet" if str(backbone_key).startswith("rn") else "vit"
 
 
 def _borrowed_key(backbone_key: str) -> str:
     """The paper backbone whose values ``backbone_key`` uses: itself, its BORROWED entry, or — for an input
-    size the table does not list (open_clip's ``vit_h14_378``, ``vit_b16_240``) — that of the key without
+    size the table does not list (e.g. ``vit_h14_378``, ``vit_b16_240``) — that of the key without
     the ``_<size>`` suffix."""
     k = str(backbone_key)
     if any(k == b for b, _ in PAPER) or k in BORROWED:

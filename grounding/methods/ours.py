@@ -6,6 +6,8 @@ hyperparameters of both (those of the other kind stay null: not applicable).
 """
 from __future__ import annotations
 
+import os
+
 from typing import Any, Dict, Mapping, Optional
 
 from .base import ConfigError, register_method, validate_params
@@ -22,9 +24,9 @@ class Ours:
     PARAMS = {**OursViT.PARAMS, **OursResNet.PARAMS}
 
     def __new__(cls, backbone=None, **kwargs):
-        from ..models.backbones import Backbone, load_backbone
+        from ..models.backbones import load_backbone
 
-        if not isinstance(backbone, Backbone):
+        if isinstance(backbone, (str, os.PathLike)):
             backbone = load_backbone(backbone, device=kwargs.get("device", "cpu"),
                                      precision=kwargs.get("precision", "auto"))
         impl = _BY_KIND[backbone.kind]

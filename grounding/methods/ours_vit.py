@@ -327,6 +327,12 @@ class OursViT(DenseMethod):
     PARAMS = VIT_PARAMS
     uses_regions = True
 
+    def __init__(self, backbone=None, **kwargs):
+        super().__init__(backbone, **kwargs)
+        if not getattr(self.backbone, "has_class_token", True):
+            raise ValueError(f"method {self.name!r} builds region tokens from the class token, which backbone "
+                             f"{self.backbone.name} has none of; choose a patch-token method (maskclip, sclip, …)")
+
     @classmethod
     def default_params(cls, backbone, family):
         return paper_hparams(backbone.key, "ours", family)

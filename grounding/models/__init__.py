@@ -1,1 +1,1 @@
-"""Models: load CLIP backbones (OpenAI ``clip``; the analytic toy; random-weight builders) behind one adapter."""
+"""Models: backbone libraries (OpenAI ``clip``, checkpoint files, open_clip, the toy, …) behind one adapter; contract in ``library.py``."""

@@ -11,7 +11,11 @@ own :func:`open_clip.create_model`; the weights come from ``pretrained``, an exi
 (``open_clip_pytorch_model.bin`` / ``open_clip_model.safetensors`` / a ``.pt``), read without executing code
 (safetensors, or ``torch.load(weights_only=True)``) — never downloaded. The adapter carries open_clip's
 tokenizer and the model's mean/std and input size. Towers the methods cannot serve are refused by name
-(:func:`grounding.models.names.check_open_clip_servable`).
+(:func:`check_open_clip_servable`).
+
+Backbone library ``open_clip`` (``backbone=open_clip`` / ``oc_*`` presets; API ``"open_clip:ARCH"`` with
+``pretrained=FILE``). The arch's config is read as JSON without importing torch, so the key, the kind and the
+servability are known at preflight.
 """
 from __future__ import annotations
 
@@ -21,17 +25,112 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
-import torch
-from torch import nn
-
-from .backbones import Backbone, resolve_precision
-from .names import BackboneError, check_open_clip_servable, open_clip_model_config
+from .names import BackboneConfigError, BackboneError, resnet_key, vit_key
 from .text import check_phrase, warn_truncated
 
+NAME = "open_clip"
 WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
-_PRECISION = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+_PRECISION = {"torch.float32": "fp32", "torch.float16": "fp16", "torch.bfloat16": "bf16"}
+
+
+# ------------------------------------------------------------------ open_clip architectures (torch-free)
+def _open_clip_config_dir() -> Optional[Path]:
+    """open_clip's bundled model_configs/ folder, found without importing open_clip (which imports torch)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "model_configs"
+
+
+def open_clip_model_config(arch: str) -> Dict:
+    """``{"model_cfg": …, "preprocess_cfg": …}`` of an open_clip ARCH, read as JSON (no torch).
+
+    ARCH is an open_clip model name (``ViT-H-14``, ``ViT-bigG-14``, ``RN50``, ``ViT-H-14-quickgelu`` …; ``/``
+    read as ``-``) or the path of a model-config JSON: either the form of open_clip's ``model_configs/``
+    (``{"embed_dim", "vision_cfg", "text_cfg", …}``) or the ``open_clip_config.json`` shipped next to the
+    weights on the Hugging Face hub (``{"model_cfg": …, "preprocess_cfg": {"mean", "std", …}}``)."""
+    import json
+
+    arch = str(arch)
+    p = Path(arch).expanduser()
+    if arch.endswith(".json") or p.is_file():
+        if not p.is_file():
+            raise BackboneError(f"open_clip model config {p} not found")
+        try:
+            cfg = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise BackboneError(f"open_clip model config {p} is not readable JSON: {e}") from None
+    else:
+        folder = _open_clip_config_dir()
+        if folder is None:
+            raise BackboneError("open_clip is not installed (pip install open_clip_torch)")
+        f = folder / f"{arch.replace('/', '-')}.json"
+        if not f.is_file():
+            raise BackboneError(f"unknown open_clip architecture {arch!r}: not one of open_clip's model configs "
+                                f"({folder}) nor a model-config JSON file")
+        cfg = json.loads(f.read_text())
+    model_cfg, pre = (cfg["model_cfg"], cfg.get("preprocess_cfg") or {}) if "model_cfg" in cfg else (cfg, {})
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in model_cfg]
+    if missing:
+        raise BackboneError(f"open_clip arch {arch!r}: model config lacks {', '.join(missing)}")
+    return {"model_cfg": model_cfg, "preprocess_cfg": pre}
+
+
+_CUSTOM_ATTENTION = ("qk_norm", "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc")
+
+
+def check_open_clip_servable(arch: str, model_cfg: Dict) -> None:
+    """Refuse, naming the arch, the towers the methods cannot serve: timm trunks (SigLIP, EVA, ConvNeXt, …),
+    attentional pooling (CoCa), pooling other than the class token, attention other than
+    ``nn.MultiheadAttention`` (custom blocks: scaled cosine attention, qk-norm, …), Hugging Face text towers
+    and tokenizers (they need a download)."""
+    v, t = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    why = None
+    if v.get("timm_model_name"):
+        why = f"its image tower is a timm trunk ({v['timm_model_name']}), not a CLIP VisionTransformer / ModifiedResNet"
+    elif v.get("attentional_pool"):
+        why = "its image tower pools with attentional pooling (attn_pool), which the dense methods cannot read"
+    elif isinstance(v.get("layers"), int) and v.get("pool_type", "tok") != "tok":
+        why = f"its image tower pools by {v.get('pool_type')!r}, not by the class token the methods use"
+    elif v.get("block_type") == "custom" or any(v.get(k) for k in _CUSTOM_ATTENTION):
+        why = "its image tower uses open_clip's custom attention blocks (not nn.MultiheadAttention)"
+    elif t.get("hf_model_name"):
+        why = f"its text tower is a Hugging Face model ({t['hf_model_name']}), which needs a download"
+    elif t.get("hf_tokenizer_name") and not Path(str(t["hf_tokenizer_name"])).is_dir():
+        why = f"its tokenizer is Hugging Face's {t['hf_tokenizer_name']!r}, which needs a download"
+    if why:
+        raise BackboneError(f"open_clip arch {arch!r} cannot be served: {why}. Supported: CLIP ViTs (ViT-B-16, "
+                            f"ViT-L-14, ViT-H-14, ViT-g-14, ViT-bigG-14, their -quickgelu variants) and ResNets (RN50, …).")
+
+
+def key_from_model_config(model_cfg: Dict) -> str:
+    """The hyperparameter key of an open_clip model config (the same function of the tower's geometry as
+    :func:`grounding.models.adapter.geometry_key` applies to a loaded tower)."""
+    v = model_cfg["vision_cfg"]
+    size = v.get("image_size", 224)
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    layers = v.get("layers", 12)
+    if isinstance(layers, (list, tuple)):
+        return resnet_key(v.get("width", 64), layers)
+    patch = v.get("patch_size", 16)
+    patch = patch[0] if isinstance(patch, (list, tuple)) else patch
+    return vit_key(v.get("width", 768), patch, size)
+
+
+def open_clip_key(arch: str) -> str:
+    """ARCH (open_clip name or config JSON) → hyperparameter key (vit_h14, vit_bigg14, rn50, …); refuses
+    towers the methods cannot serve. Used by conf/backbone/open_clip.yaml (``${backbone:key}``)."""
+    cfg = open_clip_model_config(arch)
+    check_open_clip_servable(arch, cfg["model_cfg"])
+    return key_from_model_config(cfg["model_cfg"])
+
+
+def open_clip_kind(arch: str) -> str:
+    return "resnet" if open_clip_key(arch).startswith("rn") else "vit"
 
 
 class OpenClipPhraseTokenizer:
@@ -41,7 +140,7 @@ class OpenClipPhraseTokenizer:
     def __init__(self, tokenizer, context_length: int):
         self.tokenizer, self.context_length = tokenizer, int(context_length)
 
-    def __call__(self, phrase: str, allow_empty: bool = False) -> torch.Tensor:
+    def __call__(self, phrase: str, allow_empty: bool = False):
         check_phrase(phrase, allow_empty)
         encode = getattr(self.tokenizer, "encode", None)
         if encode is not None and len(encode(phrase)) + 2 > self.context_length:  # + start and end tokens
@@ -83,9 +182,11 @@ def _check_weights_file(arch: str, pretrained) -> Path:
     return path.resolve()
 
 
-def check_tower(arch: str, visual: nn.Module) -> str:
+def check_tower(arch: str, visual) -> str:
     """``vit`` or ``resnet`` for a tower the methods can serve; :class:`BackboneError` naming ``arch``
     otherwise (duck-typed on the attribute names both libraries share)."""
+    from torch import nn
+
     if hasattr(visual, "conv1") and hasattr(visual, "class_embedding") and hasattr(visual, "transformer"):
         if getattr(visual, "attn_pool", None) is not None:
             raise BackboneError(f"open_clip arch {arch!r} cannot be served: attentional pooling (attn_pool)")
@@ -106,7 +207,7 @@ def check_tower(arch: str, visual: nn.Module) -> str:
 
 
 def load_open_clip(arch: str, pretrained: Optional[Union[str, os.PathLike]], device="cpu", precision: str = "auto",
-                   *, random_weights: bool = False) -> Backbone:
+                   *, random_weights: bool = False):
     """An open_clip model as a :class:`Backbone` (``library="open_clip"``).
 
     ``pretrained`` must be an existing checkpoint file (a missing one is a :class:`BackboneError` naming the
@@ -119,7 +220,9 @@ def load_open_clip(arch: str, pretrained: Optional[Union[str, os.PathLike]], dev
     model_cfg = cfg["model_cfg"]
     check_open_clip_servable(arch, model_cfg)
     path = None if random_weights and pretrained is None else _check_weights_file(arch, pretrained)
-    dev = torch.device(device)
+    from .adapter import Backbone, check_device, resolve_precision
+
+    dev = check_device(device)
     dtype = resolve_precision(precision, dev)
 
     import open_clip
@@ -129,7 +232,7 @@ def load_open_clip(arch: str, pretrained: Optional[Union[str, os.PathLike]], dev
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # QuickGELU notices for tags; none apply to files
-            model = open_clip.create_model(name, pretrained=str(path) if path else None, precision=_PRECISION[dtype],
+            model = open_clip.create_model(name, pretrained=str(path) if path else None, precision=_PRECISION[str(dtype)],
                                            device=dev, pretrained_image=False, pretrained_text=False,
                                            force_preprocess_cfg=pre or None, weights_only=True)
     except Exception as e:  # a truncated file, a pickle with code (refused by weights_only), a key mismatch …
@@ -149,4 +252,51 @@ def load_open_clip(arch: str, pretrained: Optional[Union[str, os.PathLike]], dev
                     tokenizer=tokenizer, config_id=config_id)
 
 
-__all__ = ["OpenClipPhraseTokenizer", "check_tower", "load_open_clip"]
+# ------------------------------------------------------------------ the library contract
+def parse(spec: str, **options) -> Dict[str, Any]:
+    pretrained = options.pop("pretrained", None)
+    options.pop("cache_dir", None)  # the OpenAI cache folder: not used by open_clip files
+    if options:
+        raise BackboneError(f"{', '.join(options)}: not an option of open_clip backbones (pretrained=FILE only)")
+    return {"library": NAME, "arch": str(spec), "pretrained": None if pretrained is None else str(pretrained),
+            "name": f"{NAME}:{spec}"}
+
+
+def describe(cfg: Mapping) -> Dict[str, str]:
+    key = open_clip_key(str(cfg.get("arch")))
+    return {"key": key, "kind": "resnet" if key.startswith("rn") else "vit"}
+
+
+def preflight(cfg: Mapping, files: bool = True) -> None:
+    """The arch is given, known and servable; with ``files``, the weights file is given and exists."""
+    arch = cfg.get("arch")
+    if not arch or str(arch) == "???":
+        raise BackboneConfigError("backbone=open_clip needs backbone.arch=NAME or a model-config JSON path "
+                          "(e.g. backbone.arch=ViT-H-14) and backbone.pretrained=FILE")
+    try:
+        open_clip_key(str(arch))
+    except BackboneError as e:
+        raise BackboneConfigError(f"backbone.arch={arch}: {e}") from None
+    if not files:
+        return
+    pretrained = cfg.get("pretrained")
+    if not pretrained:
+        raise BackboneConfigError(f"open_clip arch {arch!r} needs pretrained=FILE: backbone.pretrained=FILE is required "
+                                  f"(weights are never downloaded), e.g. open_clip_pytorch_model.bin from the model's "
+                                  f"Hugging Face hub repository")
+    if not Path(str(pretrained)).expanduser().is_file():
+        raise BackboneError(f"backbone.pretrained: open_clip weights not found at {Path(str(pretrained)).expanduser()}")
+
+
+def load(cfg: Mapping, *, device="cpu", precision: str = "auto"):
+    return load_open_clip(str(cfg.get("arch")), cfg.get("pretrained"), device=device, precision=precision)
+
+
+def label(cfg: Mapping) -> str:
+    """The key with the arch and the weights file, so a LAION ViT-B/16 never shares a cell with OpenAI's."""
+    weights = Path(str(cfg.get("pretrained") or "")).name or "random"
+    return f"{cfg.get('key')} (open_clip {Path(str(cfg.get('arch'))).stem}, {weights})"
+
+
+__all__ = ["OpenClipPhraseTokenizer", "check_open_clip_servable", "check_tower", "load_open_clip", "open_clip_key",
+           "open_clip_kind", "open_clip_model_config"]

@@ -16,19 +16,22 @@ patch's colour lands on the text embedding of its colour word:
 
 So cos(region, "the red square") ≈ cos(hue of the region, red): 1 for red, 0.5 for the neighbouring
 hues, −1 for the opposite hue, 0 for a neutral background.
+
+
+Backbone library ``toy`` (``backbone=toy``; the API string ``"toy"``): its key ``toy`` has its own entry in
+:mod:`grounding.methods.hparams`. Heavy imports stay inside functions, so preflight does not import torch.
 """
 from __future__ import annotations
 
+from typing import Any, Dict, Mapping
 
 import numpy as np
-import torch
 
-from clip.model import CLIP
-from clip.simple_tokenizer import SimpleTokenizer
-
-from .backbones import register_backbone
 from ..data.demo import PALETTE  # the colours the toy understands
 from ..data.images import CLIP_MEAN, CLIP_STD
+from .names import BackboneError
+
+NAME = "toy"
 
 WIDTH, PATCH, EMBED = 64, 16, 8
 NEUTRAL = 0.05  # the ±b pair that keeps a neutral patch a non-zero vector
@@ -52,9 +55,13 @@ def toy_tokenize(phrase: str, allow_empty: bool = False):
     return tokenize(phrase, allow_empty=allow_empty)
 
 
-@register_backbone("toy", tokenizer=toy_tokenize)
-def toy_clip() -> CLIP:
-    """The analytic toy CLIP: ViT, 224 px, patch 16, one block per tower, width 64 (1 head)."""
+def toy_clip():
+    """The analytic toy CLIP (a ``clip.model.CLIP``): ViT, 224 px, patch 16, one block per tower, width 64
+    (1 head)."""
+    import torch
+    from clip.model import CLIP
+    from clip.simple_tokenizer import SimpleTokenizer
+
     model = CLIP(EMBED, 224, 1, WIDTH, PATCH, 77, 49408, WIDTH, 1, 1)
     with torch.no_grad():
         for p in model.parameters():
@@ -98,8 +105,36 @@ def toy_clip() -> CLIP:
 
 def _uniform_identity_block(block, n: int) -> None:
     """Zero q/k (uniform attention), identity v/out on the first n channels, zero MLP output."""
+    import torch
+
     d = block.attn.embed_dim
     block.attn.in_proj_weight[2 * d:2 * d + n, :n] = torch.eye(n)
     block.attn.out_proj.weight[:n, :n] = torch.eye(n)
     block.ln_1.weight.fill_(1.0)
     block.ln_2.weight.fill_(1.0)
+
+
+# ------------------------------------------------------------------ the library contract
+def parse(spec: str, **options) -> Dict[str, Any]:
+    if options:
+        raise BackboneError(f"{', '.join(options)} does not apply to backbone {NAME!r} (weights set by hand)")
+    return {"library": NAME, "name": NAME}
+
+
+def describe(cfg: Mapping) -> Dict[str, str]:
+    return {"key": NAME, "kind": "vit"}
+
+
+def preflight(cfg: Mapping, files: bool = True) -> None:
+    """Nothing to check: no file."""
+
+
+def load(cfg: Mapping, *, device="cpu", precision: str = "auto"):
+    from .checkpoint import load_model
+
+    return load_model(toy_clip(), NAME, device=device, precision=precision, key=NAME, tokenizer=toy_tokenize,
+                      library=NAME)
+
+
+def label(cfg: Mapping) -> str:
+    return NAME

@@ -6,6 +6,11 @@ Both libraries name the pieces of a CLIP ViT the same way: ``conv1``, ``class_em
 ``ln_post`` and ``proj``. They differ in the sequence layout a block expects (OpenAI: sequence-first,
 open_clip: batch-first). Methods that modify attention therefore never call a block; they use these
 functions, which take and return batch-first ``(B, N, D)`` tokens.
+
+A library whose model names its pieces otherwise (Hugging Face's ``vision_model.embeddings`` …) hands the
+methods a view with these names (the contract: :mod:`grounding.models.library`). A tower without a class
+token (SigLIP) has ``class_embedding = None``: the sequence is then the patch tokens alone
+(:func:`prefix_tokens` is 0) and the functions below keep every token they return as a patch token.
 """
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ def patch_size(visual) -> int:
     return int(visual.conv1.kernel_size[0])
 
 
+def prefix_tokens(visual) -> int:
+    """Tokens before the patch tokens: 1 (the class token) or 0 for a tower without one."""
+    return 0 if getattr(visual, "class_embedding", None) is None else 1
+
+
 def blocks(visual) -> List[nn.Module]:
     """The residual attention blocks, first to last."""
     return list(visual.transformer.resblocks)
@@ -32,15 +42,18 @@ def layer_scale(block, which: int):
 
 def input_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """Normalised images (B, 3, H, W) → tokens (B, 1 + g², D) after the stem, class token, positional
-    embedding and ``ln_pre`` — the input of the first block, with the model's own patch grid."""
+    embedding and ``ln_pre`` — the input of the first block, with the model's own patch grid;
+    (B, g², D) for a tower without a class token."""
     dtype = visual.conv1.weight.dtype
     t = visual.conv1(x.to(dtype))  # (B, D, g, g)
     t = t.flatten(2).transpose(1, 2)  # (B, P, D)
-    cls = visual.class_embedding.to(t.dtype).reshape(1, 1, -1).expand(t.shape[0], 1, -1)
-    t = torch.cat([cls, t], 1)
+    n = prefix_tokens(visual)
+    if n:
+        cls = visual.class_embedding.to(t.dtype).reshape(1, 1, -1).expand(t.shape[0], 1, -1)
+        t = torch.cat([cls, t], 1)
     pos = visual.positional_embedding.to(t.dtype)
     if pos.shape[0] != t.shape[1]:
-        raise ValueError(f"input gives {t.shape[1] - 1} patches but the positional embedding has {pos.shape[0] - 1}; "
+        raise ValueError(f"input gives {t.shape[1] - n} patches but the positional embedding has {pos.shape[0] - n}; "
                          f"feed the model's own input size")
     return visual.ln_pre(t + pos)
 
@@ -101,13 +114,14 @@ def last_block_replaced(visual, x: torch.Tensor, last_block_fn: Callable[[nn.Mod
     :func:`head` on the patch tokens (class token dropped). Not normalised.
 
     The skeleton shared by the methods that modify only the last block (MaskCLIP, SCLIP, ClearCLIP, NACLIP);
-    ``last_block_fn`` is each method's own block and says whether residual and FFN are kept.
+    ``last_block_fn`` is each method's own block and says whether residual and FFN are kept. (Without a
+    class token, every token is a patch token.)
     """
     t = input_tokens(visual, x)
     *first, last = blocks(visual)
     for blk in first:
         t = block_forward(blk, t)
-    return head(visual, last_block_fn(last, t)[:, 1:])
+    return head(visual, last_block_fn(last, t)[:, prefix_tokens(visual):])
 
 
 def dual_path(visual, x: torch.Tensor, n_blocks: int,
@@ -139,4 +153,4 @@ def dual_path(visual, x: torch.Tensor, n_blocks: int,
         x_ori = x_ori + ls1(ori_res)
         x_ori = x_ori + ls2(block.mlp(block.ln_2(x_ori)))
         x_new = x_new + ls1(new_res)
-    return head(visual, x_new[:, 1:])
+    return head(visual, x_new[:, prefix_tokens(visual):])
