@@ -18,14 +18,15 @@ import shutil
 from pathlib import Path
 from typing import List
 
-from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, RunLock, atomic_write_text, identity_differences,
-                     parse_shard, read_identity, read_json_object, read_predictions, summarise_run)
+from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, read_identity, read_metrics,
+                       read_predictions)
+from .runner import RunLock, identity_differences, parse_shard, summarise_run
 
 STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
 
 
 def _read_metrics(d: Path) -> dict:
-    return read_json_object(d / METRICS_FILE, "rerun that shard to rewrite it")
+    return read_metrics(d, "rerun that shard to rewrite it")
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:
