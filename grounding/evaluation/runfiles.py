@@ -20,7 +20,7 @@ from ..errors import GroundingError
 
 log = logging.getLogger(__name__)
 PRED_FILE, METRICS_FILE, RUN_FILE = "predictions.jsonl", "metrics.json", "run.json"
-RERUN_FIX = "rerun it to rewrite the file, or move the run directory away"
+RERUN_FIX = "rerun that run to rewrite it, or move its directory away"
 T = TypeVar("T")
 
 
@@ -116,5 +116,5 @@ def skip_unreadable(read: Callable[[], T]) -> Optional[T]:
     try:
         return read()
     except RunError as e:
-        log.warning("%s — this run is left out", " ".join(str(e).split()))
+        log.warning("warning: %s — this run is left out", " ".join(str(e).split()))
         return None
