@@ -122,6 +122,16 @@ def test_report_leaves_out_a_run_with_a_corrupt_run_json_or_predictions(tmp_path
     assert warned[1].startswith(f"warning: {c / 'predictions.jsonl'}: line 2 is not valid JSON")
 
 
+@pytest.mark.parametrize("bad", [{"iou_compare": "=>"}, {"iou_threshold": "0.5"}, {"iou_threshold": 5}])
+def test_report_leaves_out_a_run_whose_hit_rule_is_corrupt(tmp_path, caplog, bad):
+    make_run(tmp_path, "a")
+    b = make_run(tmp_path, "b")
+    (b / "metrics.json").write_text(json.dumps(dict(GOOD_METRICS, **bad)))
+    with caplog.at_level(logging.WARNING, logger="grounding.evaluation.runfiles"):
+        assert [r.dir.name for r in load_runs([tmp_path])] == ["a"]
+    assert [r.getMessage() for r in caplog.records][0].startswith(f"warning: {b / 'metrics.json'} is corrupt")
+
+
 def test_report_command_with_nothing_readable_is_one_error_line(tmp_path, capsys):
     bad = make_run(tmp_path, "b")
     (bad / "metrics.json").write_text("{")

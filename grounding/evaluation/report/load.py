@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from PIL import Image
 
 from ..breakdown import annotate, breakdowns
-from ..runfiles import PRED_FILE, RunError, read_identity, read_metrics, read_predictions, skip_unreadable
+from ..evaluator import COMPARISONS
+from ..runfiles import METRICS_FILE, PRED_FILE, RunError, read_identity, read_metrics, read_predictions, skip_unreadable
 
 CACHE_DIR = "report_cache"  # under each run directory: the report's thumbnails
 
@@ -77,6 +78,16 @@ def _image_size(path: str, cache: Dict[str, Optional[List[int]]]) -> Optional[Li
     return cache[path]
 
 
+def _hit_rule(run_dir: Path, metrics: Dict[str, Any], identity: Dict[str, Any]):
+    """(IoU threshold, comparison) of a run: metrics.json's, else run.json's, else (0.5, ">")."""
+    thr = metrics.get("iou_threshold", identity.get("iou_threshold", 0.5))
+    cmp_ = metrics.get("iou_compare", identity.get("iou_compare", ">"))
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 < thr < 1 or cmp_ not in COMPARISONS:
+        raise RunError(f"{run_dir / METRICS_FILE} is corrupt (iou_threshold {thr!r}, iou_compare {cmp_!r}: want a "
+                       f"number in (0, 1) and one of {COMPARISONS}); rerun that run to rewrite it")
+    return float(thr), str(cmp_)
+
+
 def load_run(run_dir) -> Run:
     """One run directory, its rows annotated; :class:`RunError` when a file of it is corrupt or it holds no
     prediction rows."""
@@ -92,8 +103,7 @@ def load_run(run_dir) -> Run:
             size = _image_size(r["image"], sizes)
             if size:
                 r["image_size"] = size
-    thr = float(metrics.get("iou_threshold", identity.get("iou_threshold", 0.5)))
-    cmp_ = str(metrics.get("iou_compare", identity.get("iou_compare", ">")))
+    thr, cmp_ = _hit_rule(run_dir, metrics, identity)
     run = Run(run_dir, identity, metrics, records, thr, cmp_)
     run.rows = annotate(records, thr, cmp_)
     run.breakdowns = breakdowns(records, thr, cmp_)  # recomputed: same buckets as the gallery, sizes filled in
