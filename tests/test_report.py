@@ -165,6 +165,10 @@ def test_report_links_cached_thumbnails_and_compares_runs(tmp_path):
     data = page_data(text)
     assert [r["label"] for r in data["runs"]] == ["crop_rank · toy", "ours · toy"] and data["groups"] == [[0, 1]]
     ra, rb = ({r["index"]: r for r in run["rows"]} for run in data["runs"])
+    keys = {k for run in data["runs"] for r in run["rows"] for k in r} | set(data["runs"][0]) | set(data)
+    assert keys == {"index", "phrase", "iou", "hit", "size", "area", "length", "phrase_type", "image", "skipped",
+                    "error", "thumb", "has_map", "label", "split", "iou_threshold", "iou_compare", "color",
+                    "thumb_dir", "images", "rows", "runs", "groups", "buckets", "page_size"}  # words, not letters
     links = {i: thumbnail_links(data["runs"][0], r) for i, r in ra.items()}
     assert [ra[i]["hit"] for i in range(6)] == [1, 0, 0, 1, 0, 0]
     assert [rb[i]["hit"] for i in range(6)] == [0, 1, 0, 1, 0, 0]
