@@ -19,7 +19,9 @@ from PIL import Image
 from grounding.evaluation.breakdown import annotate, area_edges, breakdowns, length_bucket, size_bucket
 from grounding.evaluation.mapstore import load_score_map, map_thumbnail, save_score_map
 from grounding.evaluation.evaluator import GroundingEvaluator, box_iou
-from grounding.evaluation.report import build_report, find_run_dirs, main, thumbnail_links
+from grounding.evaluation.report.cli import build_report, main
+from grounding.evaluation.report.load import find_run_dirs
+from grounding.evaluation.report.render import thumbnail_links
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "outputs" / "test-artifacts"
 
@@ -162,13 +164,17 @@ def test_report_links_cached_thumbnails_and_compares_runs(tmp_path):
     text = out.read_text()
     data = page_data(text)
     assert [r["label"] for r in data["runs"]] == ["crop_rank · toy", "ours · toy"] and data["groups"] == [[0, 1]]
-    ra, rb = ({r["i"]: r for r in run["rows"]} for run in data["runs"])
+    ra, rb = ({r["index"]: r for r in run["rows"]} for run in data["runs"])
+    keys = {k for run in data["runs"] for r in run["rows"] for k in r} | set(data["runs"][0]) | set(data)
+    assert keys == {"index", "phrase", "iou", "hit", "size", "area", "length", "phrase_type", "image", "skipped",
+                    "error", "thumb", "has_map", "label", "split", "iou_threshold", "iou_compare", "color",
+                    "thumb_dir", "images", "rows", "runs", "groups", "buckets", "page_size"}  # words, not letters
     links = {i: thumbnail_links(data["runs"][0], r) for i, r in ra.items()}
-    assert [ra[i]["h"] for i in range(6)] == [1, 0, 0, 1, 0, 0]
-    assert [rb[i]["h"] for i in range(6)] == [0, 1, 0, 1, 0, 0]
-    assert ra[4]["x"] == 1 and links[4][1] is None and "FileNotFoundError" in ra[4]["err"]
-    assert (ra[0]["s"], ra[0]["a"], ra[0]["t"], ra[0]["l"]) == ("small", "Q1", "animals", "1")
-    assert data["runs"][0]["imgs"][ra[0]["g"]] == "../runs/images/img0.png"  # link to the original
+    assert [ra[i]["hit"] for i in range(6)] == [1, 0, 0, 1, 0, 0]
+    assert [rb[i]["hit"] for i in range(6)] == [0, 1, 0, 1, 0, 0]
+    assert ra[4]["skipped"] == 1 and links[4][1] is None and "FileNotFoundError" in ra[4]["error"]
+    assert (ra[0]["size"], ra[0]["area"], ra[0]["phrase_type"], ra[0]["length"]) == ("small", "Q1", "animals", "1")
+    assert data["runs"][0]["images"][ra[0]["image"]] == "../runs/images/img0.png"  # link to the original
     # thumbnails: relative links that resolve, ≤ 256 px, under the run's report_cache
     assert all(links[i][1] for i in (0, 1, 2, 3, 5))
     for pair in links.values():
@@ -207,7 +213,7 @@ def test_report_embeds_small_runs_and_cli(tmp_path, capsys):
     assert main([str(a), "-o", str(out)]) == 0
     assert str(out.resolve()) in capsys.readouterr().out
     rows = page_data(out.read_text())["runs"][0]["rows"]
-    assert rows[0]["im"].startswith("data:image/jpeg;base64,") and rows[0]["mp"] is None
+    assert rows[0]["image_thumb"].startswith("data:image/jpeg;base64,") and rows[0]["map_thumb"] is None
     assert "id='compare'" not in out.read_text()  # one run: no comparison
     assert main([str(tmp_path / "nope"), "-o", str(out)]) == 2
     assert "no such run directory" in capsys.readouterr().err
@@ -228,7 +234,7 @@ def test_report_in_headless_chromium(tmp_path):
     b = make_run(tmp_path / "runs", "b", flip={0, 1})
     out = tmp_path / "report.html"
     build_report([a, b], out, embed="never", page_size=2, progress=False)  # linked thumbnails, 2 per page
-    misses = sum(1 for r in page_data(out.read_text())["runs"][0]["rows"] if not r["h"])
+    misses = sum(1 for r in page_data(out.read_text())["runs"][0]["rows"] if not r["hit"])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report_miss_filter.png"
     shot.unlink(missing_ok=True)

@@ -16,16 +16,17 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import List
+from typing import List, Optional, Tuple
 
-from .runner import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, RunLock, atomic_write_text, identity_differences,
-                     parse_shard, read_identity, read_json_object, read_predictions, summarise_run)
+from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, read_identity, read_metrics,
+                       read_predictions)
+from .runner import RunLock, identity_differences, parse_shard, summarise_run
 
 STABLE_METRICS = ("accuracy", "n", "n_skipped", "mean_iou", "iou_threshold")
 
 
 def _read_metrics(d: Path) -> dict:
-    return read_json_object(d / METRICS_FILE, "rerun that shard to rewrite it")
+    return read_metrics(d, "rerun that shard to rewrite it")
 
 
 def merge_runs(out: Path, dirs: List[Path]) -> dict:
@@ -49,43 +50,52 @@ def merge_runs(out: Path, dirs: List[Path]) -> dict:
         return _merge_locked(out, dirs)
 
 
+def _read_shard(d: Path, base: Optional[dict], first: Optional[dict], first_dir: Path) -> Tuple[dict, List[dict]]:
+    """A shard directory's identity and predictions, refused unless it is a finished shard of the same
+    configuration (and split into as many parts) as the first one, with fresh metrics and exactly its rows."""
+    for f in (RUN_FILE, PRED_FILE, METRICS_FILE):
+        if not (d / f).is_file():
+            raise RunError(f"{d}: no {f} (is this a finished run directory?)")
+    ident = read_identity(d)
+    shard = ident.get("shard")
+    if not shard:
+        raise RunError(f"{d} is not a shard run (no shard=i/n in its run.json)")
+    diff = identity_differences(base, {k: v for k, v in ident.items() if k != "shard"}) if base is not None else []
+    if diff:
+        raise RunError(f"{d} ran another configuration than {first_dir}: " + "; ".join(diff))
+    i, n = parse_shard(shard)
+    n0 = parse_shard(first["shard"])[1] if first else n
+    if n != n0:
+        raise RunError(f"{d} is shard {shard}, but {first_dir} is a shard of {n0}")
+    preds = read_predictions(d / PRED_FILE)
+    stored, fresh = _read_metrics(d), summarise_run(d, ident)
+    stale = [k for k in STABLE_METRICS if stored.get(k) != fresh.get(k)]
+    if stale:
+        raise RunError(f"{d}: metrics.json is stale against predictions.jsonl ({', '.join(stale)} differ); "
+                       f"rerun that shard to finish it")
+    expected = len(range(i, int(ident["split_rows"]), n))
+    if len(preds) != expected:
+        raise RunError(f"{d}: shard {shard} holds {len(preds)} rows, its part of the split has {expected}")
+    return ident, preds
+
+
 def _merge_locked(out: Path, dirs: List[Path]) -> dict:
     idents, rows, base = [], {}, None
     for d in dirs:
-        for f in (RUN_FILE, PRED_FILE, METRICS_FILE):
-            if not (d / f).is_file():
-                raise RunError(f"{d}: no {f} (is this a finished run directory?)")
-        ident = read_identity(d)
-        shard = ident.get("shard")
-        if not shard:
-            raise RunError(f"{d} is not a shard run (no shard=i/n in its run.json)")
-        other = {k: v for k, v in ident.items() if k != "shard"}
+        ident, preds = _read_shard(d, base, idents[0] if idents else None, dirs[0])
         if base is None:
-            base = other
-        diff = identity_differences(base, other)
-        if diff:
-            raise RunError(f"{d} ran another configuration than {dirs[0]}: " + "; ".join(diff))
-        i, n = parse_shard(shard)
-        n0 = parse_shard(idents[0]["shard"])[1] if idents else n
-        if n != n0:
-            raise RunError(f"{d} is shard {shard}, but {dirs[0]} is a shard of {n0}")
+            base = {k: v for k, v in ident.items() if k != "shard"}
         idents.append(ident)
-        preds = read_predictions(d / PRED_FILE)
-        stored = _read_metrics(d)
-        fresh = summarise_run(d, ident)
-        stale = [k for k in STABLE_METRICS if stored.get(k) != fresh.get(k)]
-        if stale:
-            raise RunError(f"{d}: metrics.json is stale against predictions.jsonl ({', '.join(stale)} differ); "
-                           f"rerun that shard to finish it")
-        expected = len(range(i, int(ident["split_rows"]), n))
-        if len(preds) != expected:
-            raise RunError(f"{d}: shard {shard} holds {len(preds)} rows, its part of the split has {expected}")
         for r in preds:
             if r["index"] in rows:
                 raise RunError(f"{d}: row {r['index']} is also in another shard")
             rows[r["index"]] = r
     _check_coverage(idents, dirs, len(rows), int(base["split_rows"]))
-    identity = dict(base, shard=None)
+    return _write_merged(out, dirs, dict(base, shard=None), [rows[i] for i in sorted(rows)])
+
+
+def _write_merged(out: Path, dirs: List[Path], identity: dict, ordered: List[dict]) -> dict:
+    """OUT's predictions (row order), run.json, the shards' score maps and metrics recomputed from them."""
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         if (out / RUN_FILE).is_file():  # never overwrite the run of another configuration
@@ -93,7 +103,6 @@ def _merge_locked(out: Path, dirs: List[Path]) -> dict:
             if diff:
                 raise RunError(f"-o {out} holds a run of another configuration ({'; '.join(diff)}); choose a new "
                                f"directory")
-        ordered = [rows[i] for i in sorted(rows)]
         atomic_write_text(out / PRED_FILE, "".join(json.dumps(r) + "\n" for r in ordered))
         atomic_write_text(out / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         for d in dirs:  # the shards' score-map thumbnails (grounding-report)

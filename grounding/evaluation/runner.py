@@ -33,66 +33,18 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 from .evaluator import GroundingEvaluator, RowOutput
 from .mapstore import save_score_map
+from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, read_identity,  # noqa: F401
+                       read_json_object, read_predictions)
 from ..data.datasets import check_box_in_image
-from ..errors import GroundingError
+from ..errors import GroundingError  # noqa: F401
 from ..methods.base import ConfigError, hook
 
 log = logging.getLogger(__name__)
-PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
+LOCK_FILE = ".lock"
 ON_ERROR = ("raise", "skip")
 
 
-class RunError(GroundingError, RuntimeError):
-    """A run directory cannot be used as asked (another writer, another configuration, a corrupt file)."""
-
-
 # ---------------------------------------------------------------------------------------- files
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace`` so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_predictions(path: Path, repair: bool = False) -> List[Dict[str, Any]]:
-    """Complete prediction lines of ``path``. A torn last line (no newline or bad JSON) is dropped,
-    and with ``repair`` cut from the file so that appending continues cleanly."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    rows, good_end, pos, line_no = [], 0, 0, 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break
-        line, line_no = data[pos:nl], line_no + 1
-        try:
-            if line.strip():
-                row = json.loads(line)
-                if not isinstance(row, dict) or isinstance(row.get("index"), bool) or not isinstance(row.get("index"), int):
-                    raise RunError(f"{path}: line {line_no} is not a prediction record (a JSON object with an "
-                                   f"integer \"index\"); refusing to use this run directory (move the file away, "
-                                   f"or fix that line)")
-                rows.append(row)
-        except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
-            if data.find(b"\n", nl + 1) >= 0:  # a bad line in the middle is corruption, not a torn end
-                raise RunError(f"{path}: line {line_no} is not valid JSON; refusing to use this run directory "
-                               f"(move the file away, or fix that line)") from None
-            break
-        good_end = pos = nl + 1
-    if good_end < len(data):
-        log.warning("%s: dropping a torn last line (%d bytes); it will be recomputed", path, len(data) - good_end)
-        if repair:
-            with open(path, "r+b") as f:
-                f.truncate(good_end)
-    return rows
-
-
 class PredictionWriter:
     """Append-only JSONL writer: one flushed line per row, fsync every ``sync_every`` rows and on close."""
 
@@ -155,24 +107,6 @@ def identity_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str =
         elif a != b:
             out.append(f"{prefix}{k}: {json.dumps(a, default=str)[:80]} -> {json.dumps(b, default=str)[:80]}")
     return out
-
-
-def read_json_object(p: Path, fix: str) -> Dict[str, Any]:
-    """A JSON object from ``p``, or a :class:`RunError` naming the file and the ``fix``."""
-    try:
-        d = json.loads(Path(p).read_text())
-        if not isinstance(d, dict):
-            raise ValueError("not a JSON object")
-        return d
-    except (ValueError, UnicodeDecodeError) as e:
-        raise RunError(f"{p} is corrupt ({e}); {fix}") from None
-
-
-def read_identity(run_dir: Path) -> Optional[Dict[str, Any]]:
-    p = Path(run_dir) / RUN_FILE
-    if not p.exists():
-        return None
-    return read_json_object(p, "move the run directory away (or delete it) to start over")
 
 
 def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:

@@ -2,7 +2,6 @@
 printed and written as ``sweep_summary.csv`` in the sweep directory."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, List
@@ -10,16 +9,18 @@ from typing import Any, List
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from .runfiles import read_metrics, skip_unreadable
+
 
 def summary_rows(sweep_dir: Path, since: float = 0.0) -> List[dict]:
-    """One row per run directory under ``sweep_dir`` whose metrics.json was written after ``since``."""
+    """One row per run directory under ``sweep_dir`` whose metrics.json was written after ``since``; a corrupt
+    metrics.json leaves its run out with a one-line warning (runfiles.skip_unreadable)."""
     rows = []
     for m in sorted(Path(sweep_dir).rglob("metrics.json")):
         if m.stat().st_mtime < since:
             continue
-        try:
-            d = json.loads(m.read_text())
-        except (OSError, ValueError):
+        d = skip_unreadable(lambda: read_metrics(m.parent))
+        if d is None:
             continue
         rows.append({"run": str(m.parent.relative_to(sweep_dir)), "split": d.get("split"), "method": d.get("method"),
                      "backbone": d.get("backbone_key"), "acc_%": round(100 * d["accuracy"], 2), "n": d.get("n"),

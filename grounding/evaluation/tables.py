@@ -21,6 +21,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional
 import pandas as pd
 
 from ..methods.hparams import backbone_kind
+from .runfiles import read_metrics, skip_unreadable
 
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
 PAPER_CSV = Path(__file__).resolve().parents[1] / "paper_results.csv"
@@ -77,15 +78,15 @@ def _upsample_of(note: str) -> Optional[int]:
 
 
 def collect_runs(paths: Iterable) -> pd.DataFrame:
-    """One row per run directory (a folder with metrics.json) found under ``paths``."""
+    """One row per run directory (a folder with metrics.json) found under ``paths``; a corrupt metrics.json
+    leaves its run out with a one-line warning (runfiles.skip_unreadable)."""
     rows = []
     for root in paths:
         root = Path(root)
         found = [root / "metrics.json"] if (root / "metrics.json").is_file() else sorted(root.rglob("metrics.json"))
         for m in found:
-            try:
-                d = json.loads(m.read_text())
-            except (OSError, json.JSONDecodeError):
+            d = skip_unreadable(lambda: read_metrics(m.parent))
+            if d is None:
                 continue
             params = d.get("params") or {}
             rows.append({
