@@ -49,7 +49,8 @@ def completeness_fields(identity: Dict[str, Any]) -> Dict[str, Any]:
 
 def mark_incomplete(cell: str, complete) -> str:
     """A table cell, marked ``‡`` when its run's split was not the published test set (``complete`` False)."""
-    return f"{cell}{INCOMPLETE_MARK}" if cell and complete is False else cell
+    flagged = complete is not None and not isinstance(complete, float) and complete == False  # noqa: E712 (numpy bool)
+    return f"{cell}{INCOMPLETE_MARK}" if cell and flagged else cell
 
 
 def skipped_for_missing_images(run_dir) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Dict
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import batch_images, run_spec
+from ..data.completeness import completeness, summary_suffix  # issue 25 hook
 from ..methods.base import ConfigError
 
 log = logging.getLogger("grounding.eval")
@@ -230,6 +231,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         backbone = load_backbone_for(cfg)
         method = build_method(cfg, backbone)
         identity = build_identity(cfg, split, method, backbone)
+        identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))  # issue 25 hook: run.json
         log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
                  split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
         evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
@@ -239,5 +241,5 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
                             save_maps=bool(cfg.get("save_maps", True)), batch_images=batch_images(cfg))
     metrics["run_dir"] = str(run_dir)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
-          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run_dir}")
+          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}{summary_suffix(metrics, run_dir)}) -> {run_dir}")  # issue 25 hook
     return metrics

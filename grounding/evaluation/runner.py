@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 from .evaluator import GroundingEvaluator
 from .mapstore import save_score_map
 from ..errors import GroundingError
+from ..data.completeness import completeness_fields  # issue 25 hook
 
 log = logging.getLogger(__name__)
 PRED_FILE, METRICS_FILE, RUN_FILE, LOCK_FILE = "predictions.jsonl", "metrics.json", "run.json", ".lock"
@@ -441,4 +442,5 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "family": identity.get("family"), "params": identity.get("method_params", {}),
         "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
         "shard": identity.get("shard"), "limit": identity.get("limit"),
+        **completeness_fields(identity),  # issue 25 hook: "complete", "split_rows", "expected_rows"
     })

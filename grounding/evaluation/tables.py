@@ -20,6 +20,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional
 
 import pandas as pd
 
+from ..data.completeness import INCOMPLETE_MARK, INCOMPLETE_NOTE, mark_incomplete  # issue 25 hook
+
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
 PAPER_CSV = Path(__file__).resolve().parents[1] / "paper_results.csv"
 PAPER_COLUMNS = ["table", "method", "backbone", "split", "metric", "value", "note"]
@@ -92,9 +94,10 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "n": d.get("n"), "iou_threshold": d.get("iou_threshold"), "upsample": params.get("upsample"),
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
                 "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
+                "complete": d.get("complete"),  # issue 25 hook
             })
     cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
-            "tuned", "breakdowns"]
+            "tuned", "breakdowns", "complete"]  # issue 25 hook: "complete"
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -170,7 +173,7 @@ def render_table(spec: TableSpec, runs: pd.DataFrame, paper: pd.DataFrame) -> Ta
                 sel = sel[sel.upsample == row.upsample]
             ours = float(sel.accuracy.iloc[-1]) if len(sel) else None
             pv = cells.get((row.method, row.backbone, sp, row.upsample))
-            d[sp] = _cell(ours, pv)
+            d[sp] = mark_incomplete(_cell(ours, pv), sel.complete.iloc[-1] if len(sel) else None)  # issue 25 hook
             long.append({spec.label: row.label, "split": sp, "ours": ours, "paper": pv,
                          "diff": None if ours is None or pv is None else ours - pv,
                          "run_dir": sel.run_dir.iloc[-1] if len(sel) else None})
@@ -182,6 +185,7 @@ def render_table(spec: TableSpec, runs: pd.DataFrame, paper: pd.DataFrame) -> Ta
         disp = disp.drop(columns=[sp for sp in spec.splits if sp not in keep])
         long = long[long.split.isin(keep)].reset_index(drop=True)
     caption, notes = spec.caption, list(spec.notes)
+    notes += [INCOMPLETE_NOTE] if any(INCOMPLETE_MARK in str(v) for v in disp.values.ravel()) else []  # issue 25 hook
     if long.paper.isna().all():
         caption += f"\n\n{NO_PAPER_VALUES}"
     return Table(disp, long, caption, notes)
