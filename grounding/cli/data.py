@@ -38,14 +38,6 @@ def parse(argv: List[str]) -> Tuple[str, List[str], Optional[str], bool]:
     return cmd, names, root, as_json
 
 
-def default_data_root() -> str:
-    from omegaconf import OmegaConf
-
-    from ..paths import conf_dir
-
-    return str(OmegaConf.load(conf_dir() / "config.yaml").get("data_root", "data"))
-
-
 def run(argv: List[str]) -> int:
     from ..data import doctor
     from ..data.splits import split_info
@@ -56,7 +48,7 @@ def run(argv: List[str]) -> int:
     if cmd == "layout":
         print(doctor.layout(names or None, root or "<data_root>"))
         return 0
-    root = root or default_data_root()
+    root = root or doctor.default_data_root()
     results = doctor.check(names or None, root)
     ok = all(r.status == "ok" for r in results)
     if as_json:

@@ -75,6 +75,13 @@ def split_config(name: str):
     return y
 
 
+def default_data_root() -> str:
+    """``data_root`` of conf/config.yaml (``data``)."""
+    from ..paths import conf_dir
+
+    return str(OmegaConf.load(conf_dir() / "config.yaml").get("data_root", "data"))
+
+
 def _kind(cfg) -> str:
     return str(cfg.loader._target_).split(".")[-2]  # grounding.data.<module>.<function>
 
