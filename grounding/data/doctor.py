@@ -24,7 +24,7 @@ FILE_KEYS = ("csv", "refs", "instances", "image_list")  # loader keys naming a f
 ENTITIES_KEYS = ("image_list", "sentences_dir", "annotations_dir")
 DIR_KEYS = {"sentences_dir": "{img_id}.txt", "annotations_dir": "{img_id}.xml"}  # folders, and what they hold
 ANNOTATION_SOURCES = {
-    "zsg": "ZSGNet's annotation CSVs: github.com/TheShadow29/zsgnet-pytorch, DATA_README.md (ds_csv_ann.zip)",
+    "zsg": "ZSGNet's annotation CSVs: github.com/TheShadow29/zsgnet-pytorch, DATA_README.md and data/download_ann.sh",
     "demo": "the bundled demo: `python -m grounding.eval split=demo` (re)generates it under data_root",
     "refcoco": "the refer toolkit: github.com/lichengunc/refer, data/README.md (refcoco.zip, refcoco+.zip, "
                "refcocog.zip)",
