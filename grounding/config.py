@@ -80,7 +80,7 @@ def run_spec(cfg: DictConfig) -> Dict[str, Any]:
     if cfg.get("variant") and "variant" in method:
         method["variant"] = cfg.variant
     backbone = {k: v for k, v in _plain(cfg.backbone).items() if k != "cache_dir"}
-    split = {k: v for k, v in _plain(cfg.split).items() if k not in ("table", "order")}
+    split = {k: v for k, v in _plain(cfg.split).items() if k not in ("table", "order", "expected_rows", "expected_rows_source")}
     return {
         "spec_version": SPEC_VERSION,
         "method": method,

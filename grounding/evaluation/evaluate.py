@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import batch_images, run_spec
 from ..methods.base import ConfigError, check_method, hook
 from .runner import RunDirectory, check_on_error, parse_shard, run_split, select_shard
+from ..data.completeness import completeness, summary_suffix  # issue 25
 
 log = logging.getLogger("grounding.eval")
 NON_PARAMS = ("_target_", "name", "paper_defaults")
@@ -209,6 +210,7 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             backbone = load_backbone_for(cfg)
             method = build_method(cfg, backbone)
             identity = build_identity(cfg, split, method, backbone)
+            identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))  # issue 25: run.json
             log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
                      split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
             evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
@@ -222,5 +224,5 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
         raise
     metrics["run_dir"] = str(run.path)
     print(f"[{cfg.split.name} | {cfg.method.name} | {cfg.backbone.name}] Acc@{metrics['iou_threshold']} = "
-          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}) -> {run.path}")
+          f"{100 * metrics['accuracy']:.2f}% (n={metrics['n']}, skipped={metrics.get('n_skipped', 0)}{summary_suffix(metrics, run.path)}) -> {run.path}")
     return metrics

@@ -38,6 +38,7 @@ from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write
 from ..data.datasets import check_box_in_image
 from ..errors import GroundingError  # noqa: F401
 from ..methods.base import ConfigError, hook
+from ..data.completeness import completeness_fields  # issue 25
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
@@ -487,4 +488,5 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "family": identity.get("family"), "params": identity.get("method_params", {}),
         "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
         "shard": identity.get("shard"), "limit": identity.get("limit"),
+        **completeness_fields(identity),  # issue 25 hook: "complete", "split_rows", "expected_rows"
     })
