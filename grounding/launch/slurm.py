@@ -20,7 +20,8 @@ import logging
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Set
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
@@ -171,8 +172,6 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         return executor
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from pathlib import Path
-
         assert self.config is not None and len(job_overrides) > 0
         executor = self._executor()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
