@@ -71,14 +71,13 @@ def _sweep(cwd: Path, *extra, env=None, timeout=RUN_S):
     return subprocess.run(cmd, cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory):
-    """The single-process run of the demo (ours): its predictions.jsonl bytes and metrics."""
-    cwd = tmp_path_factory.mktemp("single")
+def _single(cwd: Path):
+    """The single-process run of the demo (ours) in ``cwd`` (rows name their images by absolute path, so the
+    comparison is made in the sweep's own directory): its predictions.jsonl bytes and metrics."""
     r = subprocess.run([sys.executable, "-m", "grounding.eval", "experiment=demo", "method=ours", "progress=false"],
                        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=RUN_S)
     assert r.returncode == 0, r.stderr[-3000:]
-    (run,) = [p.parent for p in (cwd / "multirun").rglob("predictions.jsonl")]
+    (run,) = [p.parent for p in (cwd / "multirun" / "demo" / "ours" / "toy").glob("paper-*/predictions.jsonl")]
     return (run / "predictions.jsonl").read_bytes(), json.loads((run / "metrics.json").read_text())
 
 
@@ -96,7 +95,7 @@ def _same_as_single(merged: Path, single):
     assert (m["accuracy"], m["n"], m.get("n_skipped", 0)) == (metrics["accuracy"], metrics["n"], metrics.get("n_skipped", 0))
 
 
-def test_readme_commands_on_slurm_merge_to_the_single_run(cluster, single, tmp_path):
+def test_readme_commands_on_slurm_merge_to_the_single_run(cluster, tmp_path):
     """README's three commands, exactly as written (python/grounding-merge from this environment, via PATH)."""
     cmds = readme_slurm_commands()
     assert len(cmds) == 3 and "hydra/launcher=slurm_cpu" in cmds[0] and cmds[1].startswith("squeue")
@@ -111,7 +110,7 @@ def test_readme_commands_on_slurm_merge_to_the_single_run(cluster, single, tmp_p
         _cancel_all(tmp_path)
     shards = sorted((tmp_path / "multirun" / "demo" / "ours" / "toy").glob("shard=*"))
     assert len(shards) == 3 and all((s / "metrics.json").exists() for s in shards)
-    _same_as_single(tmp_path / "outputs" / "demo_merged", single)
+    _same_as_single(tmp_path / "outputs" / "demo_merged", _single(tmp_path))
 
 
 def _rows(run: Path) -> int:
@@ -130,7 +129,7 @@ def _wait(cond, what: str, limit: float):
         time.sleep(1)
 
 
-def test_scancel_ends_the_sweep_and_the_same_command_resumes(cluster, single, tmp_path):
+def test_scancel_ends_the_sweep_and_the_same_command_resumes(cluster, tmp_path):
     """Shard 0's job is held after 3 rows (tests/slurm_hook), cancelled with scancel while shards 1 and 2 are done:
     the sweep ends within a minute naming shard 0; the same command again computes only the missing rows."""
     hook = tmp_path / "hook"
@@ -177,7 +176,7 @@ def test_scancel_ends_the_sweep_and_the_same_command_resumes(cluster, single, tm
     m = subprocess.run([str(BIN / "grounding-merge"), "-o", str(tmp_path / "merged"),
                         *[str(shard(i)) for i in range(3)]], capture_output=True, text=True, env=_env(), timeout=300)
     assert m.returncode == 0, m.stderr[-2000:]
-    _same_as_single(tmp_path / "merged", single)
+    _same_as_single(tmp_path / "merged", _single(tmp_path))
 
 
 def test_a_shard_failing_on_bad_input_is_reported_in_a_few_lines(cluster, tmp_path):
