@@ -12,7 +12,7 @@ PAPER_CSV := $(DATA_ROOT)/ds_csv_ann/flickr30k_c1/csv_dir/test.csv
 # annotations are under DATA_ROOT, else the bundled demo (conf/experiment/demo.yaml). Chosen here, visibly.
 EXPERIMENT ?= $(if $(SPLIT)$(BACKBONE)$(METHOD),,$(if $(wildcard $(PAPER_CSV)),paper,demo))
 
-.PHONY: setup test test-slow eval tables bench report clean
+.PHONY: setup test test-slow test-slurm eval tables bench report clean
 
 setup: $(VENV)/.done
 
@@ -27,7 +27,10 @@ test: setup
 	$(VPY) -m pytest -q -m "not slow"
 
 test-slow: setup   # the slow end-to-end checks (CI runs them after `make test`)
-	$(VPY) -m pytest -q -m slow
+	$(VPY) -m pytest -q -m "slow and not slurm"
+
+test-slurm: setup  # on a live Slurm cluster (sudo scripts/slurm_local.sh start); skipped when Slurm is not installed
+	$(VPY) -m pytest -q -m slurm
 
 eval: setup
 	@$(if $(filter demo,$(EXPERIMENT)),echo "[make eval] no ZSGNet annotations at $(PAPER_CSV): running the bundled demo (experiment=demo)",true)
