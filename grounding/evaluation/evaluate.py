@@ -62,6 +62,9 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
     check_backbone_config(cfg, files=files)
     validate_method_config(cfg)
+    from .proposal_runs import check_proposals
+
+    check_proposals(cfg)
     if not files:
         return
     if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
@@ -219,6 +222,7 @@ def build_method(cfg: DictConfig, backbone):
 def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     from ..data.splits import load_split
     from .evaluator import GroundingEvaluator
+    from .proposal_runs import bind_source, with_proposals
     from .runner import RunLock, run_split, select_shard
 
     preflight(cfg)
@@ -227,9 +231,13 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     with RunLock(run_dir):  # before anything slow: a second process on this directory fails at once
         split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error, limit=cfg.limit)
         samples = select_shard(list(split), cfg.shard)
+        source = bind_source(cfg, split, cfg.on_error)  # a bad detections file stops here, before a model
         backbone = load_backbone_for(cfg)
         method = build_method(cfg, backbone)
         identity = build_identity(cfg, split, method, backbone)
+        method = with_proposals(method, source)
+        if source is not None:  # the detections file's / detector weights' content hashes
+            identity["proposals_files"] = json_safe(source.identity())
         log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
                  split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
         evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))

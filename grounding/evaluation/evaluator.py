@@ -65,9 +65,19 @@ class GroundingEvaluator:
         self.reset()
 
     # ---------------------------------------------------------------------------- one row
-    def record(self, sample, pred_box, score_map, image_size) -> Dict[str, Any]:
-        """The predictions.jsonl line of an evaluated row."""
+    def record(self, sample, pred_box, score_map, image_size, result=None) -> Dict[str, Any]:
+        """The predictions.jsonl line of an evaluated row. ``result`` (optional): the method's answer; a
+        proposal method's adds the row's ``proposals`` field, and its ``box=None`` (no usable proposal)
+        is a recorded miss with the reason in ``miss``."""
+        from .proposal_runs import proposal_row
+
         gt = [float(v) for v in sample.gt_box]
+        if pred_box is None:
+            rec = self.skip_record(sample, "")
+            del rec["skipped"], rec["error"]
+            rec.update(miss=getattr(result, "miss", None) or "no box", image_size=[int(v) for v in image_size],
+                       proposals=proposal_row(result, gt, self.iou_threshold, self.iou_compare))
+            return rec
         iou = float(box_iou(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
         rec = {"index": int(sample.index), "image": str(sample.image_path), "phrase": sample.phrase,
                "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou,
@@ -78,6 +88,9 @@ class GroundingEvaluator:
             rec["phrases"] = list(sample.phrases)
         if getattr(sample, "phrase_type", None):
             rec["phrase_type"] = sample.phrase_type
+        prop = proposal_row(result, gt, self.iou_threshold, self.iou_compare)
+        if prop is not None:
+            rec["proposals"] = prop
         return rec
 
     @staticmethod
@@ -96,7 +109,8 @@ class GroundingEvaluator:
 
     def evaluate(self) -> Dict[str, Any]:
         recs = self._records
-        skipped = [int(r.get("index", i)) for i, r in enumerate(recs) if r.get("skipped") or r.get("pred_box") is None]
+        skipped = [int(r.get("index", i)) for i, r in enumerate(recs)
+                   if r.get("skipped") or (r.get("pred_box") is None and not r.get("miss"))]
         ious = np.asarray([0.0 if (r.get("skipped") or r.get("pred_box") is None)
                            else float(box_iou(r["pred_box"], r["gt_box"])) for r in recs], dtype=np.float64)
         n = len(ious)
@@ -116,6 +130,12 @@ class GroundingEvaluator:
             "skipped": skipped,
         }
         out.update(self.breakdowns(recs))
+        from .proposal_runs import proposal_summary
+
+        prop = proposal_summary(recs)
+        if prop is not None:
+            out["proposals"] = prop
+            out["n_missed_no_proposal"] = sum(bool(r.get("miss")) for r in recs)
         return out
 
     def breakdowns(self, records) -> Dict[str, Any]:

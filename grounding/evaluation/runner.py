@@ -369,11 +369,11 @@ def _run_locked(method, samples, run_dir, identity, evaluator, on_error, viz, pr
                     except Exception as e:
                         fail(s, f"image {image_path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
                         continue
-                    rec = evaluator.record(s, out.box, out.score_map, image_size)
+                    rec = evaluator.record(s, out.box, out.score_map, image_size, result=out)
                     if save_maps and out.score_map is not None:  # before the row, so a resumed run has it
                         save_score_map(run_dir, s.index, out.score_map)
                     writer.write(rec)
-                    if s.index in viz_rows:
+                    if s.index in viz_rows and out.box is not None:
                         from .viz import save_figure
 
                         save_figure(run_dir / "figures" / f"{s.index:06d}.png", load_image(image_path), out.score_map,
