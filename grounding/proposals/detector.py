@@ -99,7 +99,7 @@ class TorchvisionDetector(ProposalSource):
         import torch
 
         model = self.model or self.load()
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255).to(self.device)
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).to(self.device)
         with torch.no_grad():
             out = model([x])[0]
         scores = out["scores"].cpu().numpy().astype(np.float64)
