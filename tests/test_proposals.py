@@ -390,3 +390,30 @@ def test_detector_labels_from_torchvision_metadata_and_bad_weights(tmp_path):
         src.load()
     with pytest.raises(ProposalError, match="not a torchvision detection model"):
         TorchvisionDetector(arch="resnet50", weights=str(bad))
+
+
+def _fake_run(root, name, method, split, acc, proposals=None, recall=None):
+    d = root / name
+    d.mkdir(parents=True)
+    m = {"split": split, "method": method, "backbone": "vit_b16", "backbone_key": "vit_b16", "accuracy": acc,
+         "n": 4, "iou_threshold": 0.5, "params": {}, "overrides": {}}
+    if recall is not None:
+        m["proposals"] = {"source": proposals or "selective_search", "mean_count": 3.0, "recall": recall, "dropped": 0}
+    (d / "metrics.json").write_text(json.dumps(m))
+    (d / "run.json").write_text(json.dumps({"proposals": {"name": proposals}} if proposals else {}))
+
+
+def test_tables_show_acc_and_recall_and_both_families_on_refcoco(tmp_path):
+    from grounding.evaluation.tables import build_tables
+
+    _fake_run(tmp_path, "a", "crop_rank", "refcoco_testA", 0.5, "gt", 0.75)
+    _fake_run(tmp_path, "b", "crop_rank", "refcoco_testA", 0.25, "detections", 0.5)
+    _fake_run(tmp_path, "c", "ours", "refcoco_testA", 0.4)
+    t = build_tables([tmp_path])
+    prop = t["table_proposal_ranking"].display
+    assert list(prop.columns) == ["method", "proposals", "backbone", "refcoco_testA"]
+    cells = dict(zip(prop.proposals, prop.refcoco_testA))
+    assert cells == {"gt": "50.00 (75.00)", "detections": "25.00 (50.00)"}
+    ref = t["table_refcoco"].display
+    assert dict(zip(ref["method (backbone)"], ref.refcoco_testA)) == {
+        "crop_rank on detections (vit_b16)": "25.0", "crop_rank on gt (vit_b16)": "50.0", "ours (vit_b16)": "40.0"}
