@@ -417,3 +417,20 @@ def test_tables_show_acc_and_recall_and_both_families_on_refcoco(tmp_path):
     ref = t["table_refcoco"].display
     assert dict(zip(ref["method (backbone)"], ref.refcoco_testA)) == {
         "crop_rank on detections (vit_b16)": "25.0", "crop_rank on gt (vit_b16)": "50.0", "ours (vit_b16)": "40.0"}
+
+
+def test_grounding_localize_cli_ranks_given_boxes(tmp_path, ckpt, capsys):
+    from PIL import Image
+
+    from grounding.cli.localize import main
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(photo)
+    rc = main([str(photo), "a cup", "backbone=vit_b16", f"backbone.name={ckpt}", "method=crop_rank",
+               "proposals.boxes=[[0,0,30,20],[10,10,60,40]]", f"out={tmp_path / 'f.png'}"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["box"] == [[0, 0, 30, 20], [10, 10, 60, 40]][out["index"]] and len(out["scores"]) == 2
+    assert main([str(photo), "a cup", "backbone=vit_b16", f"backbone.name={ckpt}", "method=crop_rank",
+                 "proposals.boxes=[[0,0,0,20]]"]) == 2
+    assert "zero or negative" in capsys.readouterr().err

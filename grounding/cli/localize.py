@@ -82,6 +82,8 @@ def run(argv: List[str]) -> int:
     method = build_method(cfg, load_backbone_for(cfg))
     image = np.asarray(to_pil_rgb(image_path))
     out = method.localize_prepared(method.prepare(image, **({"proposals": boxes} if boxes is not None else {})), phrase)
+    if out.box is None:  # every given box outside the image
+        raise ConfigError(f"{image_path}: {getattr(out, 'miss', 'no box')}")
     png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
     save_figure(png, image, out.score_map, out.box, phrase, method=cfg.method.name, backbone=str(cfg.backbone.name))
     print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],

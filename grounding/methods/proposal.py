@@ -58,6 +58,7 @@ class ProposalResult:
     proposals: np.ndarray  # the usable boxes as given, (N, 4)
     phrase: str = ""
     score_map: Any = None
+    cell_box: Any = None  # (the protocol's field; proposal methods search no cells)
     probs: Optional[np.ndarray] = None
     miss: Optional[str] = None  # why no box (no usable proposal)
     proposal_info: Dict[str, Any] = field(default_factory=dict)  # count, dropped (for the evaluator)
