@@ -56,9 +56,9 @@ class CropRank(ProposalMethod):
             got = ProposalSet(np.array([[0.0, 0.0, image.shape[1], image.shape[0]]]))
         return got
 
-    def _crop(self, image: np.ndarray, box) -> np.ndarray:
+    def _crop(self, image: np.ndarray, box, inclusive=None) -> np.ndarray:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        if self.variant == "reference":  # inclusive pixel boxes
+        if self.variant == "reference" if inclusive is None else inclusive:  # inclusive pixel boxes
             crop = image[y1:y2 + 1, x1:x2 + 1]
         else:
             crop = image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
@@ -66,10 +66,11 @@ class CropRank(ProposalMethod):
 
     @torch.no_grad()
     def image_side(self, image: np.ndarray, proposals: ProposalSet) -> torch.Tensor:
-        """(N, E) L2-normalised CLIP embeddings of the crops."""
+        """(N, E) L2-normalised CLIP embeddings of the crops (inclusive crops for a set of inclusive pixel
+        boxes, e.g. the reference's selective search, whatever ``variant`` says)."""
         embs = []
         for s in range(0, len(proposals), self.batch_size):
-            x = torch.cat([preprocess(self._crop(image, b), INPUT_SIZE, self.device, self.backbone.dtype,
+            x = torch.cat([preprocess(self._crop(image, b, proposals.meta.get("inclusive")), INPUT_SIZE, self.device, self.backbone.dtype,
                                       self.backbone.mean, self.backbone.std)
                            for b in proposals.boxes[s:s + self.batch_size]])
             e = self.backbone.encode_image(x).float()
