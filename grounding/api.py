@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, Union
 
 from .data.images import ImageLike
-from .methods.base import Localization, cell_to_pixel_box, method_class
+from .methods.base import ConfigError, Localization, cell_to_pixel_box, method_class
 from .methods.dense import FEATURE_VERSION
 from .models.backbones import load_backbone
 
@@ -51,6 +51,12 @@ class Localizer:
         return self.method.localize_prepared(prepared, phrase, **overrides)
 
     def __call__(self, image: ImageLike, phrase: str, **overrides) -> Localization:
+        proposals = overrides.pop("proposals", None)
+        if proposals is not None:  # a proposal-ranking method: .box is one of them, .index, .scores
+            if not getattr(self.method, "needs_proposals", False):
+                raise ConfigError(f"method {self.method.name!r} does not rank proposals; drop proposals= or "
+                                  f"choose a proposal method (crop_rank, dense_rank, det_label, ...)")
+            return self.method.localize_prepared(self.method.prepare(image, proposals=proposals), phrase, **overrides)
         return self.method.localize_prepared(self.method.prepare(image, **overrides), phrase, **overrides)
 
 
@@ -60,6 +66,11 @@ _CACHE: Dict[tuple, Localizer] = {}
 def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", device="cpu", pretrained=None,
              **params) -> Localization:
     """Localise ``phrase`` in ``image``; returns ``.box`` (x1, y1, x2, y2) pixels and ``.score_map``.
+
+    With a proposal-ranking method (``crop_rank``, ``dense_rank``, ``det_label``, …) and
+    ``proposals=[[x1, y1, x2, y2], …]`` (pixel corners), ``.box`` is one of the given boxes as given,
+    ``.index`` its position and ``.scores`` one float per proposal in the given order (``-inf`` for a box
+    wholly outside the image); ``.score_map`` may be None.
 
     ``backbone`` as for :class:`Localizer` (``pretrained=FILE`` for libraries whose weights file is separate
     from the architecture). The model stays loaded between calls with the same backbone, weights, method and device.

@@ -94,6 +94,7 @@ def run_spec(cfg: DictConfig) -> Dict[str, Any]:
         "device_type": str(cfg.get("device", "cpu")).split(":")[0],
         # batching is exact on CPU; on a GPU its kernels may round differently, so it is part of the spec
         "batch_images": batch_images(cfg),
+        **({"proposals": _plain(cfg.proposals)} if cfg.get("proposals") is not None else {}),
     }
 
 
@@ -115,7 +116,7 @@ def run_dir_name(cfg: DictConfig) -> str:
     try:
         overrides = [o for o in cfg.hydra.overrides.task
                      if o.split("=", 1)[0].lstrip("+~").startswith(("method.", "limit", "shard", "variant",
-                                                                    "precision", "family"))]
+                                                                    "precision", "family", "proposals"))]
     except Exception:  # composed without Hydra's runtime node (tests, API)
         pass
     label = ",".join(sorted(overrides)).replace("/", "_") or "paper"

@@ -15,11 +15,13 @@ ALLOWED = {
     "data": {"data", "paths", "errors"},
     "models": {"models", "data", "errors"},
     "stages": {"stages"},
-    "methods": {"methods", "models", "stages", "data", "errors"},
+    "proposals": {"proposals", "data", "paths", "errors"},  # proposal sources: before the features
+    "methods": {"methods", "models", "stages", "data", "errors", "proposals"},
     "config": {"methods.hparams", "paths", "models.registry"},  # models.registry: torch-free ${backbone:key}
     "api": {"api", "methods", "models", "data"},
-    "evaluation": {"evaluation", "methods", "models", "stages", "data", "config", "errors"},
-    "cli": {"cli", "config", "api", "evaluation", "methods", "models", "data", "stages", "eval", "errors"},
+    "evaluation": {"evaluation", "methods", "models", "stages", "data", "config", "errors", "proposals"},
+    "cli": {"cli", "config", "api", "evaluation", "methods", "models", "data", "stages", "eval", "errors",
+            "proposals"},
     "eval": {"cli", "config", "evaluation", "methods", "errors"},
     "launch": {"launch"},  # Hydra's Slurm launcher (hydra_plugins/grounding_launcher): no harness code
     "__init__": set(),
@@ -95,7 +97,7 @@ def test_no_production_import_of_tests_or_scripts():
     assert "sys.argv = " not in src and "sys.path.insert" not in src
 
 
-@pytest.mark.parametrize("sub", ["models", "stages", "methods", "data", "evaluation", "cli"])
+@pytest.mark.parametrize("sub", ["models", "stages", "methods", "data", "evaluation", "cli", "proposals"])
 def test_each_subpackage_states_its_role_in_one_line(sub):
     doc = importlib.import_module(f"grounding.{sub}").__doc__
     assert doc and len(doc.strip().splitlines()) == 1 and ":" in doc

@@ -6,6 +6,8 @@ Options (Hydra overrides, after the phrase; defaults in brackets):
   backbone.name=PATH   a checkpoint file instead of the preset's ~/.cache/clip/<file>
   method=NAME          {methods} [ours]
   family=NAME          whose paper hyperparameters: {families} [flickr]
+  proposals.boxes='[[x1,y1,x2,y2],...]'  boxes for a proposal method (crop_rank, dense_rank, det_label); the
+                       JSON then holds the chosen box, its index and one score per box
   method.KEY=VALUE     a hyperparameter, e.g. method.alpha=0.7 method.temperature=0.02
   device=cpu|cuda      [cpu]         precision=auto|fp32|fp16|bf16   [auto: fp16 on CUDA, fp32 on CPU]
   out=PATH             the figure [./<image stem>_localized.png]
@@ -76,20 +78,46 @@ def run(argv: List[str]) -> int:
     from ..evaluation.evaluate import build_method, load_backbone_for
     from ..evaluation.viz import save_figure
 
+    boxes = proposal_boxes(cfg)
     method = build_method(cfg, load_backbone_for(cfg))
     image = np.asarray(to_pil_rgb(image_path))
     from PIL import Image
 
     with Image.open(image_path) as im:  # the protocol's prepare(image: PIL.Image)
-        out = method.localize_prepared(method.prepare(im), phrase)
+        out = method.localize_prepared(method.prepare(im, **({"proposals": boxes} if boxes is not None else {})),
+                                       phrase)
+    if out.box is None:  # every given box outside the image
+        raise ConfigError(f"{image_path}: {getattr(out, 'miss', 'no box')}")
     png = Path(cfg.out) if cfg.out else Path.cwd() / f"{Path(image_path).stem}_localized.png"
     save_figure(png, image, out.score_map, out.box, phrase, method=cfg.method.name, backbone=str(cfg.backbone.name))
     print(json.dumps({"image": str(image_path), "phrase": phrase, "box": [round(v, 2) for v in out.box],
                       "cell_box": list(out.cell_box) if getattr(out, "cell_box", None) else None,
                       "map_size": list(out.score_map.shape) if out.score_map is not None else None,
                       "backbone": str(cfg.backbone.name), "method": cfg.method.name,
-                      "params": method.params, "figure": str(png)}))
+                      "params": method.params, "figure": str(png),
+                      **({"index": out.index, "scores": [float(v) for v in out.scores]} if boxes is not None else {})}))
     return 0
+
+
+def proposal_boxes(cfg):
+    """``proposals.boxes`` for a proposal method (checked before the model loads), else None."""
+    from ..methods.base import ConfigError
+    from ..proposals.given import GivenBoxes
+
+    from hydra.utils import get_object
+
+    from omegaconf import OmegaConf
+
+    boxes = (cfg.get("proposals") or {}).get("boxes")
+    boxes = OmegaConf.to_container(boxes) if OmegaConf.is_config(boxes) else boxes
+    needs = getattr(get_object(cfg.method._target_), "needs_proposals", False)
+    if boxes is not None and not needs:
+        raise ConfigError(f"method={cfg.method.name} does not rank proposals; drop proposals.boxes")
+    if boxes is None:
+        if needs and not getattr(get_object(cfg.method._target_), "own_proposals", False):
+            raise ConfigError(f"method={cfg.method.name} ranks proposals: give proposals.boxes='[[x1,y1,x2,y2],...]'")
+        return None
+    return GivenBoxes(boxes=list(boxes)).boxes.tolist()
 
 
 def main(argv=None) -> int:

@@ -61,6 +61,9 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
         raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
     check_backbone_config(cfg, files=files)
     validate_method_config(cfg)
+    from .proposal_runs import check_proposals
+
+    check_proposals(cfg)
     if not files:
         return
     if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
@@ -197,6 +200,7 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
     before the first row leaves no new directory behind."""
     from ..data.splits import load_split
     from .evaluator import GroundingEvaluator
+    from .proposal_runs import bind_source, with_proposals
 
     preflight(cfg)
     run = RunDirectory(run_dir, on_error=cfg.on_error, viz=cfg.viz, save_maps=bool(cfg.get("save_maps", True)),
@@ -207,10 +211,14 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             split = load_split(cfg.split, cfg.data_root, family=cfg.family.name, on_error=cfg.on_error,
                                limit=cfg.limit)
             samples = select_shard(list(split), cfg.shard)
+            source = bind_source(cfg, split, cfg.on_error)  # a bad detections file stops here, before a model
             backbone = load_backbone_for(cfg)
             method = build_method(cfg, backbone)
             identity = build_identity(cfg, split, method, backbone)
             identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))  # issue 25: run.json
+            method = with_proposals(method, source)
+            if source is not None:  # the detections file's / detector weights' content hashes
+                identity["proposals_files"] = json_safe(source.identity())
             log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
                      split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
             evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))

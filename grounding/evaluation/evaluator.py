@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .breakdown import breakdowns
+from .proposal_runs import proposal_row, proposal_summary
 from .iou import COMPARISONS, THRESHOLDS, box_iou, hit, row_iou  # noqa: F401  (the evaluator's rules)
 
 def pointing_hit(score_map: np.ndarray, gt_box, image_size) -> bool:
@@ -56,9 +57,17 @@ class GroundingEvaluator:
         self.reset()
 
     # ---------------------------------------------------------------------------- one row
-    def record(self, sample, pred_box, score_map, image_size) -> Dict[str, Any]:
-        """The predictions.jsonl line of an evaluated row."""
+    def record(self, sample, pred_box, score_map, image_size, result=None) -> Dict[str, Any]:
+        """The predictions.jsonl line of an evaluated row. ``result`` (optional): the method's answer; a
+        proposal method's adds the row's ``proposals`` field, and its ``box=None`` (no usable proposal)
+        is a recorded miss with the reason in ``miss``."""
         gt = [float(v) for v in sample.gt_box]
+        if pred_box is None:
+            rec = self.skip_record(sample, "")
+            del rec["skipped"], rec["error"]
+            rec.update(miss=getattr(result, "miss", None) or "no box", image_size=[int(v) for v in image_size],
+                       proposals=proposal_row(result, gt, self.iou_threshold, self.iou_compare))
+            return rec
         iou = float(box_iou(np.asarray(pred_box, dtype=np.float64), np.asarray(gt, dtype=np.float64)))
         rec = {"index": int(sample.index), "image": str(sample.image_path), "phrase": sample.phrase,
                "gt_box": gt, "pred_box": [float(v) for v in pred_box], "iou": iou,
@@ -69,6 +78,9 @@ class GroundingEvaluator:
             rec["phrases"] = list(sample.phrases)
         if getattr(sample, "phrase_type", None):
             rec["phrase_type"] = sample.phrase_type
+        prop = proposal_row(result, gt, self.iou_threshold, self.iou_compare)
+        if prop is not None:
+            rec["proposals"] = prop
         return rec
 
     @staticmethod
@@ -90,14 +102,15 @@ class GroundingEvaluator:
             recs = list(inputs)
         else:
             recs = [self.skip_record(s, o.error) if o.error is not None else
-                    self.record(s, o.box, o.score_map, o.image_size) for s, o in zip(inputs, outputs)]
+                    self.record(s, o.box, o.score_map, o.image_size, o.result) for s, o in zip(inputs, outputs)]
         self._records.extend(recs)
         return recs
 
     def evaluate(self) -> Dict[str, Any]:
         """Accuracy, Acc@t, mean IoU, pointing game and breakdowns of every record processed since :meth:`reset`."""
         recs = self._records
-        skipped = [int(r.get("index", i)) for i, r in enumerate(recs) if r.get("skipped") or r.get("pred_box") is None]
+        skipped = [int(r.get("index", i)) for i, r in enumerate(recs)
+                   if r.get("skipped") or (r.get("pred_box") is None and not r.get("miss"))]
         ious = np.asarray([row_iou(r) for r in recs], dtype=np.float64)
         n = len(ious)
         scored = [r.get("pointing") for r in recs if not (r.get("skipped") or r.get("pred_box") is None)]
@@ -116,6 +129,10 @@ class GroundingEvaluator:
             "skipped": skipped,
         }
         out["breakdowns"] = breakdowns(recs, self.iou_threshold, self.iou_compare)
+        prop = proposal_summary(recs)
+        if prop is not None:
+            out["proposals"] = prop
+            out["n_missed_no_proposal"] = sum(bool(r.get("miss")) for r in recs)
         return out
 
     def summarize(self, records: Iterable[Dict[str, Any]], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

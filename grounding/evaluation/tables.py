@@ -23,6 +23,7 @@ import pandas as pd
 from ..methods.hparams import backbone_kind
 from .runfiles import read_metrics, skip_unreadable
 from ..data.completeness import INCOMPLETE_MARK, INCOMPLETE_NOTE, mark_incomplete  # issue 25 hook
+from .proposal_tables import proposal_columns, proposal_table
 
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
 PAPER_CSV = Path(__file__).resolve().parents[1] / "paper_results.csv"
@@ -98,9 +99,10 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
                 "backbone_kind": d.get("backbone_kind") or backbone_kind(str(d.get("backbone_key") or "")),
                 "complete": d.get("complete"),  # issue 25
+                **proposal_columns(m.parent, d),
             })
     cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
-            "tuned", "breakdowns", "backbone_kind", "complete"]
+            "tuned", "breakdowns", "backbone_kind", "complete", "proposals", "recall", "proposal_source"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -108,7 +110,8 @@ def _best(runs: pd.DataFrame) -> pd.DataFrame:
     """Per key, the run with the most rows (then the newest)."""
     if runs.empty:
         return runs
-    return runs.sort_values(["n", "mtime"]).groupby(["split", "method", "backbone", "upsample_key"], dropna=False).tail(1)
+    return runs.sort_values(["n", "mtime"]).groupby(["split", "method", "backbone", "upsample_key", "proposals"],
+                                                    dropna=False).tail(1)
 
 
 # ------------------------------------------------------------------------------------- generic table spec
@@ -120,6 +123,7 @@ class Row:
     backbone: str = ""
     upsample: Optional[int] = None  # match runs' params.upsample and the paper's ``upsample=`` note
     columns: Dict[str, str] = field(default_factory=dict)  # extra display columns after the label (supervision)
+    proposals: Optional[str] = None  # match runs with this configured proposal source (None: none configured)
 
 
 @dataclass
@@ -171,7 +175,8 @@ def render_table(spec: TableSpec, runs: pd.DataFrame, paper: pd.DataFrame) -> Ta
     for row in spec.rows:
         d = {spec.label: row.label, **row.columns}
         for sp in spec.splits:
-            sel = runs[(runs.split == sp) & (runs.method == row.method) & (runs.backbone == row.backbone)]
+            sel = runs[(runs.split == sp) & (runs.method == row.method) & (runs.backbone == row.backbone)
+                       & (runs.proposals.fillna("") == (row.proposals or ""))]
             if row.upsample is not None:
                 sel = sel[sel.upsample == row.upsample]
             ours = float(sel.accuracy.iloc[-1]) if len(sel) else None
@@ -254,8 +259,9 @@ def refcoco_spec(runs: pd.DataFrame) -> TableSpec:
     """Methods × RefCOCO / RefCOCO+ / RefCOCOg splits (Acc@0.5 with IoU ≥ 0.5, as the REC literature)."""
     splits = split_names("refcoco")
     sel = runs[runs.split.isin(splits)]
-    rows = [Row(f"{m} ({b})", m, b) for m, b in sorted({(m, b) for m, b in zip(sel.method, sel.backbone)})]
-    return TableSpec("table_refcoco", "refcoco", "method (backbone)", rows, splits,
+    keys = sorted({(m, b, p if isinstance(p, str) else "") for m, b, p in zip(sel.method, sel.backbone, sel.proposals)})
+    rows = [Row(f"{m}{f' on {p}' if p else ''} ({b})", m, b, proposals=p or None) for m, b, p in keys]
+    return TableSpec("table_refcoco", "refcoco", "method (backbone)", rows, splits,  # dense and proposal methods
                      caption="Acc@0.5 (IoU ≥ 0.5) in %; the paper has no RefCOCO numbers", drop_empty_splits=True)
 
 
@@ -353,6 +359,9 @@ def build_tables(run_paths: Iterable, paper_csv: Path = PAPER_CSV, bench_csv: Op
     ref = refcoco_spec(default)
     if ref.rows:
         tables[ref.name] = render_table(ref, default, paper)
+    prop = proposal_table(default, split_names("refcoco"))
+    if prop is not None:
+        tables["table_proposal_ranking"] = Table(*prop)
     bd = breakdown_table(default)
     if bd is not None:
         tables["table_breakdowns"] = bd
