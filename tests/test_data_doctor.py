@@ -233,7 +233,7 @@ def test_completeness_rules():
 # ------------------------------------------------------------------------------------------- a run on a truncated split
 def test_run_on_truncated_split_is_marked_incomplete(tmp_path, caplog):
     from grounding.config import compose
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
     from grounding.evaluation.tables import TableSpec, Row, collect_runs, paper_results, render_table
 
     import torch

@@ -76,7 +76,7 @@ def _paths(root):
 @pytest.mark.parametrize("how", ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)])
 def test_app_crop_rank_on_gt_boxes_end_to_end(tmp_path, ckpt, how):
     """`python -m grounding.eval split=refcoco_testA method=crop_rank proposals=gt backbone=vit_b16`."""
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
 
     _write(tmp_path)
     run = tmp_path / "run"
@@ -129,7 +129,7 @@ def test_both_detection_layouts_read_the_same(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["dict"])
 def test_dense_rank_on_a_detections_file_recall_is_brute_force(tmp_path, ckpt, fmt):
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
 
     _write(tmp_path)
     dets = _detections(tmp_path, tmp_path, DETS1, [[2, 2, 10, 10]], fmt)
@@ -192,7 +192,7 @@ def _no_model(cfg, tmp_path):
 
 
 def test_bad_box_under_on_error_skip_is_a_recorded_skip(tmp_path, ckpt):
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
 
     _write(tmp_path)
     dets = tmp_path / "dets.json"
@@ -206,7 +206,7 @@ def test_bad_box_under_on_error_skip_is_a_recorded_skip(tmp_path, ckpt):
 
 
 def test_zero_usable_proposals_is_a_recorded_miss(tmp_path, ckpt):
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
 
     _write(tmp_path)
     dets = tmp_path / "dets.json"
@@ -361,7 +361,7 @@ def test_det_label_ties_broken_by_detection_score(ckpt):
 def test_det_label_runs_with_a_random_weight_torchvision_detector(tmp_path, ckpt):
     from torchvision.models import get_model
 
-    from grounding.eval import evaluate
+    from grounding.evaluation.evaluate import evaluate_config as evaluate
 
     _write(tmp_path)
     torch.manual_seed(0)

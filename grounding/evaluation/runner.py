@@ -268,8 +268,8 @@ def localize_row(method, item: ImageRows, s) -> RowOutput:
     try:
         check_box_in_image(s.gt_box, item.size)
         out = method.localize_prepared(item.prepared, s.phrase)
-        box = tuple(float(v) for v in out.box)
-        if len(box) != 4:
+        box = None if out.box is None else tuple(float(v) for v in out.box)  # None: a recorded miss (no proposal)
+        if box is not None and len(box) != 4:
             raise ValueError(f"{method.name}.localize_prepared returned a box of {len(box)} numbers, not 4")
     except Exception as e:  # noqa: BLE001 - the run's error policy decides (RunDirectory.write)
         return RowOutput.failed(f"{_where(s)}: image {item.path}, phrase {s.phrase!r}: {type(e).__name__}: {e}", e)
@@ -382,7 +382,7 @@ class RunDirectory:
         if self.save_maps and out.score_map is not None:  # before the row, so a resumed run has it
             save_score_map(self.path, s.index, out.score_map)
         self.writer.write(rec)
-        if s.index in self.viz_rows and out.error is None:
+        if s.index in self.viz_rows and out.error is None and out.box is not None:
             self._figure(s, out, rec)
         self.bar.update(1)
 
