@@ -1,0 +1,52 @@
+"""Cases shared by scripts/proposal_parity/make_goldens.py (which runs allenai/reclip's and ylingfeng/FGVP's
+executors) and tests/test_visual_prompt.py (which runs grounding.methods.visual_prompt on the same inputs).
+
+The tiny checkpoints are tests/parity_cases.py's (ViT-B/32-, ViT-B/16- and RN-like random CLIPs saved as
+plain state dicts): the authors' code loads them with ``clip.load(path)``, this harness with
+``load_backbone(path)``. Boxes are (x1, y1, x2, y2) pixel corners with dyadic fractions, so that
+``x1 + (x2 − x1)`` (the authors' ``Box.right``) is exact; they include half-pixel corners (Pillow's
+half-to-even rounding), boxes touching the image border and boxes a couple of pixels wide.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+IMAGES = ("chelsea", "camera", "coffee")  # camera: grayscale
+BOXES: Dict[str, List[List[float]]] = {
+    # chelsea 300x451 (HxW)
+    "chelsea": [[0.0, 0.0, 451.0, 300.0], [110.5, 40.25, 300.75, 250.5], [0.0, 150.5, 120.25, 300.0],
+                [200.5, 10.5, 202.75, 12.25], [330.125, 0.0, 451.0, 88.875]],
+    # camera 512x512 (grayscale)
+    "camera": [[100.5, 30.5, 300.5, 400.0], [0.0, 0.0, 511.5, 512.0], [250.25, 250.75, 253.0, 252.5],
+               [400.0, 300.5, 512.0, 512.0], [11.5, 352.5, 100.75, 470.125]],
+    # coffee 400x600
+    "coffee": [[50.5, 20.5, 450.5, 380.75], [0.0, 0.0, 600.0, 400.0], [480.75, 300.25, 600.0, 400.0],
+               [300.5, 100.5, 301.75, 103.5], [120.0, 60.0, 360.0, 200.0]],
+}
+PHRASES = ("The cat's EAR on the left", "a Cup of coffee")
+BANK = ("a man with a camera", "the white saucer", "Left spoon", "the tabby cat", "sky", "a red object")
+MODEL_SETS = {"b32": ["ViT-B/32"], "b16": ["ViT-B/16"], "rn": ["RN50"], "ens": ["RN50", "ViT-B/32"]}
+REP_SETS = [["crop"], ["blur"], ["circle"], ["blur_box_mask"], ["crop", "blur"], ["crop", "circle"],
+            ["crop", "blur_box_mask"], ["crop", "blur", "circle", "blur_box_mask"]]
+
+
+def cases() -> List[dict]:
+    """Every case: image × model set × representation set × phrase (sum; single representations with the
+    ViT-B/32 model and the ensemble, combinations with every model set), plus max-aggregator and subtraction
+    cases; ``source`` is the repository whose executor makes the golden."""
+    out = []
+    for image in IMAGES:
+        for models in MODEL_SETS:
+            for reps in (REP_SETS if models in ("b32", "ens") else REP_SETS[4:]):
+                sources = ["reclip", "fgvp"] if set(reps) <= {"crop", "blur"} else ["fgvp"]
+                for source in sources:
+                    for phrase in PHRASES:
+                        out.append(dict(image=image, models=models, representations=reps, aggregator="sum",
+                                        subtract=False, source=source, phrase=phrase))
+        for reps in (["crop", "blur"], ["crop", "circle"], ["crop", "blur", "circle", "blur_box_mask"]):
+            out.append(dict(image=image, models="ens", representations=reps, aggregator="max", subtract=False,
+                            source="fgvp", phrase=PHRASES[0]))
+            for aggregator in ("sum", "max"):
+                out.append(dict(image=image, models="ens", representations=reps, aggregator=aggregator,
+                                subtract=True, source="fgvp", phrase=PHRASES[1]))
+    return out
