@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.vit import block_forward, fused_self_attention, layer_scale
+from ..models.vit import block_forward, fused_self_attention, layer_scale, prefix_tokens
 from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
-from .base import BOX_PARAMS, Param, all_positive, positive, register_method
+from .base import BOX_PARAMS, ConfigError, Param, all_positive, positive, register_method
 from .dense import DenseMethod, Prepared
 from .hparams import paper_hparams
 
@@ -326,6 +326,13 @@ class OursViT(DenseMethod):
 
     PARAMS = VIT_PARAMS
     uses_regions = True
+
+    def __init__(self, backbone=None, **kwargs):
+        super().__init__(backbone, **kwargs)
+        if not prefix_tokens(self.backbone.visual):  # SigLIP: no class token to query the regions with
+            raise ConfigError(f"method 'ours' (ours_vit) cannot run on {self.backbone.name}: its region tokens are "
+                              f"class-token queries and this tower has no class token (SigLIP); use maskclip, sclip, "
+                              f"clearclip, naclip, gem, clip_surgery or crop_rank")
 
     @classmethod
     def default_params(cls, backbone, family):

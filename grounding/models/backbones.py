@@ -237,6 +237,10 @@ def load_backbone(name: Union[str, os.PathLike], *, device="cpu", precision: str
         from .open_clip_backbone import load_open_clip
 
         return load_open_clip(str(name)[len(OPEN_CLIP_PREFIX):], pretrained, device=device, precision=precision)
+    if str(name).startswith("hf:") and pretrained is None:  # a transformers folder: grounding.models.hf_backbone
+        from .hf_backbone import load_hf
+
+        return load_hf(str(name)[3:], device=device, precision=precision)
     if pretrained is not None:
         raise BackboneError(f"pretrained={pretrained} is for open_clip backbones (backbone='open_clip:ARCH'); an "
                             f"OpenAI backbone {name!r} is a name or a checkpoint path by itself")

@@ -30,14 +30,21 @@ def layer_scale(block, which: int):
     return getattr(block, f"ls_{which}", None) or nn.Identity()
 
 
+def prefix_tokens(visual) -> int:
+    """Tokens before the patches: 1 (the class token), or 0 for a tower without one (``class_embedding`` None:
+    SigLIP, :mod:`grounding.models.hf_backbone`)."""
+    return 0 if getattr(visual, "class_embedding", None) is None else 1
+
+
 def input_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """Normalised images (B, 3, H, W) → tokens (B, 1 + g², D) after the stem, class token, positional
     embedding and ``ln_pre`` — the input of the first block, with the model's own patch grid."""
     dtype = visual.conv1.weight.dtype
     t = visual.conv1(x.to(dtype))  # (B, D, g, g)
     t = t.flatten(2).transpose(1, 2)  # (B, P, D)
-    cls = visual.class_embedding.to(t.dtype).reshape(1, 1, -1).expand(t.shape[0], 1, -1)
-    t = torch.cat([cls, t], 1)
+    if prefix_tokens(visual):
+        cls = visual.class_embedding.to(t.dtype).reshape(1, 1, -1).expand(t.shape[0], 1, -1)
+        t = torch.cat([cls, t], 1)
     pos = visual.positional_embedding.to(t.dtype)
     if pos.shape[0] != t.shape[1]:
         raise ValueError(f"input gives {t.shape[1] - 1} patches but the positional embedding has {pos.shape[0] - 1}; "
@@ -107,7 +114,7 @@ def last_block_replaced(visual, x: torch.Tensor, last_block_fn: Callable[[nn.Mod
     *first, last = blocks(visual)
     for blk in first:
         t = block_forward(blk, t)
-    return head(visual, last_block_fn(last, t)[:, 1:])
+    return head(visual, last_block_fn(last, t)[:, prefix_tokens(visual):])
 
 
 def dual_path(visual, x: torch.Tensor, n_blocks: int,
@@ -139,4 +146,4 @@ def dual_path(visual, x: torch.Tensor, n_blocks: int,
         x_ori = x_ori + ls1(ori_res)
         x_ori = x_ori + ls2(block.mlp(block.ln_2(x_ori)))
         x_new = x_new + ls1(new_res)
-    return head(visual, x_new[:, 1:])
+    return head(visual, x_new[:, prefix_tokens(visual):])
