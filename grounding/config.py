@@ -140,10 +140,19 @@ def _open_clip_kind(arch) -> str:
     return open_clip_kind(str(arch))
 
 
+def _hf_attr(what: str, path) -> str:  # conf/backbone/hf.yaml: key and kind from the folder's config.json
+    from .models import hf_backbone
+
+    return getattr(hf_backbone, f"hf_{what}")(str(path))
+
+
 if not OmegaConf.has_resolver("run_dir_name"):
     OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
 # conf/backbone/open_clip.yaml: key and kind from backbone.arch (an open_clip name or a config JSON), torch-free
 for _name, _fn in (("open_clip_key", _open_clip_key), ("open_clip_kind", _open_clip_kind)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
+for _name in ("key", "kind"):
+    if not OmegaConf.has_resolver(f"hf_{_name}"):
+        OmegaConf.register_new_resolver(f"hf_{_name}", lambda path, _w=_name: _hf_attr(_w, path))
 register_hparams()

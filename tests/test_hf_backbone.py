@@ -298,12 +298,12 @@ def siglip(tmp_path_factory):
         text_config=dict(vocab_size=32, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=16, projection_size=64),
         vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=64, patch_size=16))
+                           image_size=224, patch_size=32))
     model = transformers.SiglipModel(cfg).eval()
     folder = tmp_path_factory.mktemp("siglip") / "siglip-tiny"
     model.save_pretrained(folder)
     siglip_tokenizer().save_pretrained(folder)
-    transformers.SiglipImageProcessor(size={"height": 64, "width": 64}, image_mean=[0.5] * 3,
+    transformers.SiglipImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3,
                                       image_std=[0.5] * 3).save_pretrained(folder)
     return model, load_backbone(f"hf:{folder}"), folder
 
@@ -313,8 +313,8 @@ def test_siglip_patch_tokens_are_transformers_last_hidden_state(siglip):
 
     model, hb, _ = siglip
     assert hb.kind == "vit" and hb.visual.class_embedding is None and hb.visual.proj is None
-    assert hb.input_size == 64 and hb.mean == (0.5, 0.5, 0.5) and hb.key == "vit_b16_64"
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    assert hb.input_size == 224 and hb.mean == (0.5, 0.5, 0.5) and hb.key == "vit_b32"
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         t = input_tokens(hb.visual, x)
         for block in blocks(hb.visual):

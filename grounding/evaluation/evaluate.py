@@ -151,8 +151,12 @@ def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
 
             resolve_checkpoint(b.name, b.get("cache_dir"))
         return
+    if lib == "hf":  # a transformers folder (grounding.models.hf_backbone), checked before the model loads
+        from ..models.hf_backbone import check_hf_config
+
+        return check_hf_config(b)
     if lib != "open_clip":
-        raise ConfigError(f"backbone.library={lib!r}: expected openai, open_clip or registered")
+        raise ConfigError(f"backbone.library={lib!r}: expected openai, open_clip, hf or registered")
     if OmegaConf.is_missing(b, "arch") or not b.get("arch"):
         raise ConfigError("backbone=open_clip needs backbone.arch=NAME or a model-config JSON path "
                           "(e.g. backbone.arch=ViT-H-14) and backbone.pretrained=FILE")
@@ -183,6 +187,9 @@ def load_backbone_for(cfg: DictConfig):
         bb = load_backbone(f"open_clip:{cfg.backbone.arch}", pretrained=cfg.backbone.pretrained, device=cfg.device,
                            precision=cfg.precision)
         same = "backbone=open_clip with the same backbone.arch (key and kind follow from it)"
+    elif lib == "hf":
+        what, same = f"backbone.path={cfg.backbone.path}", "backbone=hf with the same backbone.path"
+        bb = load_backbone(f"hf:{cfg.backbone.path}", device=cfg.device, precision=cfg.precision)
     else:
         what = f"backbone.name={cfg.backbone.name}"
         bb = load_backbone(cfg.backbone.name, device=cfg.device, precision=cfg.precision,

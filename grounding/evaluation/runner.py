@@ -421,6 +421,8 @@ def backbone_label(backbone: Dict[str, Any]) -> Optional[str]:
     """How tables name a backbone: the config key for OpenAI weights; for open_clip also the arch and the
     weights file, so a LAION ViT-B/16 never shares a cell with OpenAI's."""
     key = backbone.get("key")
+    if backbone.get("library") == "hf":  # a transformers folder: named by the folder
+        return f"hf:{Path(str(backbone.get('path'))).name}"
     if backbone.get("library") == "open_clip":
         weights = Path(str(backbone.get("pretrained") or "")).name or "random"
         return f"{key} (open_clip {Path(str(backbone.get('arch'))).stem}, {weights})"

@@ -92,6 +92,26 @@ def check_hf_folder(path: Union[str, os.PathLike]) -> Dict:
     return cfg
 
 
+def check_hf_config(backbone_cfg) -> None:
+    """Preflight of ``backbone=hf`` / ``backbone=hf_*`` (a mapping with ``path`` and, in presets, ``model_type``):
+    the folder checked as :func:`check_hf_folder`, its model type the preset's."""
+    path = backbone_cfg.get("path") if not _is_missing(backbone_cfg, "path") else None
+    if not path:
+        raise BackboneError("backbone=hf needs backbone.path=DIR: a local transformers CLIPModel/SiglipModel folder "
+                            "(e.g. huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR, elsewhere)")
+    mt = check_hf_folder(path)["model_type"]
+    want = backbone_cfg.get("model_type")
+    if want and want != mt:
+        raise BackboneError(f"backbone.path={path} holds a {MODEL_TYPES[mt]} but the preset is for a "
+                            f"{MODEL_TYPES.get(want, want)}; choose the matching backbone=hf_* preset or backbone=hf")
+
+
+def _is_missing(node, key: str) -> bool:
+    from omegaconf import DictConfig, OmegaConf
+
+    return isinstance(node, DictConfig) and OmegaConf.is_missing(node, key)
+
+
 def preprocess_config(folder: Path, cfg: Dict) -> Dict:
     """``{"size", "mean", "std"}`` from ``preprocessor_config.json``; the size must be the tower's."""
     pre = _read_json(folder / "preprocessor_config.json")
@@ -288,5 +308,5 @@ def load_hf(path: Union[str, os.PathLike], device="cpu", precision: str = "auto"
                     config_id=folder_digest(folder))
 
 
-__all__ = ["HF_PREFIX", "FusedQKV", "HFBlock", "HFCLIP", "HFPhraseTokenizer", "HFVisionTower", "check_hf_folder",
-           "folder_digest", "hf_key", "hf_kind", "load_hf", "preprocess_config"]
+__all__ = ["HF_PREFIX", "FusedQKV", "HFBlock", "HFCLIP", "HFPhraseTokenizer", "HFVisionTower", "check_hf_config",
+           "check_hf_folder", "folder_digest", "hf_key", "hf_kind", "load_hf", "preprocess_config"]
