@@ -385,3 +385,27 @@ def test_eval_cli_end_to_end(pairs, tmp_path):
     img = np.asarray(Image.open(root / "flickr30k-images" / "1000.jpg"))
     for p in preds:
         assert p["pred_box"] == pytest.approx(list(loc(img, p["phrase"]).box))
+
+
+def test_preflight_checks_the_folder_before_loading(pairs, siglip):
+    from grounding.config import compose
+    from grounding.evaluation.evaluate import preflight
+
+    folder = pairs["vit32"][2]
+    with pytest.raises(BackboneError, match="needs backbone.path=DIR"):
+        preflight(compose("config", ["backbone=hf_vit_b16"]))
+    with pytest.raises(BackboneError, match="openai/clip-vit-base-patch16.*hub id"):
+        preflight(compose("config", ["backbone=hf_vit_b16", "backbone.path=openai/clip-vit-base-patch16"]))
+    with pytest.raises(BackboneError, match="holds a CLIPModel but the preset is for a SiglipModel"):
+        preflight(compose("config", ["backbone=hf_siglip_b16", f"backbone.path={folder}"]))
+    cfg = compose("config", ["backbone=hf", f"backbone.path={siglip[2]}", "method=maskclip"])
+    assert (cfg.backbone.key, cfg.backbone.kind) == ("vit_b32", "vit")
+    preflight(cfg, files=False)
+
+
+def test_tables_name_hf_backbones_by_folder(pairs):
+    from grounding.evaluation.runner import backbone_label
+
+    folder = pairs["vit16"][2]
+    assert backbone_label({"library": "hf", "key": "vit_b16", "path": str(folder)}) == "hf:clip-tiny-vit16"
+    assert backbone_label({"library": "openai", "key": "vit_b16"}) == "vit_b16"
