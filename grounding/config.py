@@ -141,9 +141,9 @@ def _open_clip_kind(arch) -> str:
 
 
 def _hf_attr(what: str, path) -> str:  # conf/backbone/hf.yaml: key and kind from the folder's config.json
-    from .models import hf_backbone
+    from .models import hf_folder
 
-    return getattr(hf_backbone, f"hf_{what}")(str(path))
+    return getattr(hf_folder, f"hf_{what}")(str(path))
 
 
 if not OmegaConf.has_resolver("run_dir_name"):

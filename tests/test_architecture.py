@@ -16,7 +16,7 @@ ALLOWED = {
     "models": {"models", "data", "errors"},
     "stages": {"stages"},
     "methods": {"methods", "models", "stages", "data", "errors"},
-    "config": {"methods.hparams", "paths", "models.names"},  # models.names: torch-free open_clip arch → key
+    "config": {"methods.hparams", "paths", "models.names", "models.hf_folder"},  # torch-free arch/folder → key
     "api": {"api", "methods", "models", "data"},
     "evaluation": {"evaluation", "methods", "models", "stages", "data", "config", "errors"},
     "cli": {"cli", "config", "api", "evaluation", "methods", "models", "data", "stages", "eval", "errors"},

@@ -152,7 +152,7 @@ def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
             resolve_checkpoint(b.name, b.get("cache_dir"))
         return
     if lib == "hf":  # a transformers folder (grounding.models.hf_backbone), checked before the model loads
-        from ..models.hf_backbone import check_hf_config
+        from ..models.hf_folder import check_hf_config
 
         return check_hf_config(b)
     if lib != "open_clip":
