@@ -140,10 +140,10 @@ def _open_clip_kind(arch) -> str:
     return open_clip_kind(str(arch))
 
 
-def _hf_attr(what: str, path) -> str:  # conf/backbone/hf.yaml: key and kind from the folder's config.json
-    from .models import hf_folder
+def _hf_key(path) -> str:  # conf/backbone/hf.yaml: the key from the folder's config.json, torch-free
+    from .models.hf_folder import hf_key
 
-    return getattr(hf_folder, f"hf_{what}")(str(path))
+    return hf_key(str(path))
 
 
 if not OmegaConf.has_resolver("run_dir_name"):
@@ -152,7 +152,6 @@ if not OmegaConf.has_resolver("run_dir_name"):
 for _name, _fn in (("open_clip_key", _open_clip_key), ("open_clip_kind", _open_clip_kind)):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, _fn)
-for _name in ("key", "kind"):
-    if not OmegaConf.has_resolver(f"hf_{_name}"):
-        OmegaConf.register_new_resolver(f"hf_{_name}", lambda path, _w=_name: _hf_attr(_w, path))
+if not OmegaConf.has_resolver("hf_key"):
+    OmegaConf.register_new_resolver("hf_key", _hf_key)
 register_hparams()

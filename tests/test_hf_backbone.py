@@ -401,6 +401,7 @@ def test_preflight_checks_the_folder_before_loading(pairs, siglip):
     cfg = compose("config", ["backbone=hf", f"backbone.path={siglip[2]}", "method=maskclip"])
     assert (cfg.backbone.key, cfg.backbone.kind) == ("vit_b32", "vit")
     preflight(cfg, files=False)
+    preflight(compose("config", ["backbone=hf_vit_b16", "backbone.path=/no/such/folder"]), files=False)
 
 
 def test_tables_name_hf_backbones_by_folder(pairs):

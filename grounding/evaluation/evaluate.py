@@ -154,7 +154,7 @@ def check_backbone_config(cfg: DictConfig, files: bool = True) -> None:
     if lib == "hf":  # a transformers folder (grounding.models.hf_backbone), checked before the model loads
         from ..models.hf_folder import check_hf_config
 
-        return check_hf_config(b)
+        return check_hf_config(b, files)
     if lib != "open_clip":
         raise ConfigError(f"backbone.library={lib!r}: expected openai, open_clip, hf or registered")
     if OmegaConf.is_missing(b, "arch") or not b.get("arch"):

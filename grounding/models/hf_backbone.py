@@ -135,9 +135,12 @@ class HFPhraseTokenizer:
 # ----------------------------------------------------------------------------------- loading
 def _load_model(folder: Path, model_type: str):
     import transformers
+    from transformers.utils import logging as hf_logging
 
     cls = getattr(transformers, MODEL_TYPES[model_type])
     safetensors = any((folder / f).is_file() for f in WEIGHT_FILES[:2])
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI's stderr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -147,6 +150,9 @@ def _load_model(folder: Path, model_type: str):
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BackboneError(f"{folder}: could not load a {MODEL_TYPES[model_type]}: {type(e).__name__}: "
                             f"{msg[:300]}") from e
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
     if missing:
         raise BackboneError(f"{folder}: the weights lack {len(missing)} tensors of a {MODEL_TYPES[model_type]} "

@@ -1,7 +1,7 @@
 """Hugging Face transformers folders, torch-free: what a ``backbone=hf`` folder must hold, its hyperparameter key.
 
 The checks :mod:`grounding.models.hf_backbone` runs before loading, importable by the config and the preflight
-before torch is (``conf/backbone/hf.yaml`` resolves ``key``/``kind`` through :func:`hf_key` / :func:`hf_kind`).
+before torch is (``conf/backbone/hf.yaml`` resolves ``key`` through :func:`hf_key`).
 """
 from __future__ import annotations
 
@@ -67,13 +67,15 @@ def check_hf_folder(path: Union[str, os.PathLike]) -> Dict:
     return cfg
 
 
-def check_hf_config(backbone_cfg) -> None:
+def check_hf_config(backbone_cfg, files: bool = True) -> None:
     """Preflight of ``backbone=hf`` / ``backbone=hf_*`` (a mapping with ``path`` and, in presets, ``model_type``):
-    the folder checked as :func:`check_hf_folder`, its model type the preset's."""
+    with ``files``, the folder checked as :func:`check_hf_folder` and its model type the preset's."""
     path = backbone_cfg.get("path") if not _is_missing(backbone_cfg, "path") else None
     if not path:
         raise BackboneError("backbone=hf needs backbone.path=DIR: a local transformers CLIPModel/SiglipModel folder "
                             "(e.g. huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR, elsewhere)")
+    if not files:
+        return
     mt = check_hf_folder(path)["model_type"]
     want = backbone_cfg.get("model_type")
     if want and want != mt:
@@ -110,10 +112,5 @@ def hf_key(path: Union[str, os.PathLike]) -> str:
     return vit_key(int(v.get("hidden_size", 768)), int(v.get("patch_size", 32)), int(v.get("image_size", 224)))
 
 
-def hf_kind(path: Union[str, os.PathLike]) -> str:
-    check_hf_folder(path)
-    return "vit"  # transformers has no ResNet CLIP
-
-
 __all__ = ["HF_PREFIX", "MODEL_TYPES", "TOKENIZER_FILES", "WEIGHT_FILES", "check_hf_config", "check_hf_folder", "hf_key",
-           "hf_kind", "preprocess_config"]
+           "preprocess_config"]
