@@ -412,3 +412,19 @@ def test_tables_name_hf_backbones_by_folder(pairs):
     folder = pairs["vit16"][2]
     assert backbone_label({"library": "hf", "key": "vit_b16", "path": str(folder)}) == "hf:clip-tiny-vit16"
     assert backbone_label({"library": "openai", "key": "vit_b16"}) == "vit_b16"
+
+
+def test_siglip_maskclip_from_transformers_own_modules(siglip):
+    """Oracle for the prefix-free path: MaskCLIP's last block written with transformers' own modules on its own
+    hidden states (no class token anywhere) equals grounding.methods.maskclip.patch_tokens on the adapter."""
+    from grounding.methods.maskclip import patch_tokens
+
+    model, hb, _ = siglip
+    vm = model.vision_model
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        h = vm(pixel_values=x, output_hidden_states=True).hidden_states[-2]  # input of the last layer
+        last = vm.encoder.layers[-1]
+        h = h + last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(h)))
+        want = vm.post_layernorm(h + last.mlp(last.layer_norm2(h)))
+        torch.testing.assert_close(patch_tokens(hb.visual, x), want, atol=1e-5, rtol=1e-5)
