@@ -7,6 +7,7 @@
     python scripts/bench_gpu.py --precision fp32 --images 20
     python scripts/bench_gpu.py --device cpu --quick   # the same measurement on CPU (slow; small settings)
     python scripts/bench_gpu.py --arch open_clip:ViT-H-14 --arch open_clip:ViT-bigG-14   # open_clip towers
+    python scripts/bench_gpu.py --arch hf:DIR                  # a local transformers CLIP folder (its weights)
 ``--arch`` (repeatable) picks the models: vit_l14, rn50x4 (OpenAI-size random CLIPs) or open_clip:ARCH (an open_clip
 model name or model-config JSON, built with random weights by open_clip's create_model — nothing is downloaded).
 Writes a Markdown table to stdout and to --out (default outputs/bench/gpu.md).
@@ -35,6 +36,11 @@ ARCH = {"vit_l14": "ViT-L/14", "rn50x4": "RN50x4"}
 
 def build(arch, device, dtype):
     """(label, model, kind): an OpenAI-size random CLIP cast as clip.load does, or a random-weight open_clip model."""
+    if arch.startswith("hf:"):  # a local transformers CLIP/SigLIP folder, its own weights
+        from grounding.models.backbones import load_backbone
+
+        bb = load_backbone(arch, device=device, precision=_PRECISION[dtype])
+        return arch, bb.model, bb.kind
     if arch.startswith("open_clip:"):
         from grounding.models.open_clip_backbone import load_open_clip
 
@@ -89,7 +95,7 @@ def main():
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--arch", action="append", default=None,
-                    help="vit_l14 | rn50x4 | open_clip:ARCH (repeatable; default: vit_l14 and rn50x4)")
+                    help="vit_l14 | rn50x4 | open_clip:ARCH | hf:DIR (repeatable; default: vit_l14 and rn50x4)")
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "gpu.md"))
     a = ap.parse_args()
     out = Path(a.out)

@@ -3,6 +3,7 @@
     python scripts/bench_scaling.py            # real-size random-weight ViT-B/32 and ViT-B/16
     python scripts/bench_scaling.py --quick    # tiny ViT (CI)
     python scripts/bench_scaling.py --arch open_clip:ViT-H-14   # open_clip towers (random weights, repeatable)
+    python scripts/bench_scaling.py --arch hf:DIR               # a local transformers CLIP folder
 Writes outputs/bench/scaling.{md,csv,png}: SLIC time, region-token time and regions per image.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "scaling.md"))
     ap.add_argument("--arch", action="append", default=None,
                     help="open_clip:ARCH (an open_clip ViT name or model-config JSON; random weights from open_clip's "
-                         "create_model, nothing downloaded); repeatable; replaces the default models")
+                         "create_model, nothing downloaded) or hf:DIR (a local transformers CLIP folder); repeatable; "
+                         "replaces the default models")
     a = ap.parse_args()
     from PIL import Image
     import skimage.data
@@ -48,9 +50,14 @@ def main():
 
         models = {}
         for arch in a.arch:
-            if not arch.startswith("open_clip:"):
-                raise SystemExit(f"--arch {arch}: expected open_clip:ARCH")
-            bb = load_open_clip(arch[len("open_clip:"):], None, random_weights=True)
+            if not arch.startswith(("open_clip:", "hf:")):
+                raise SystemExit(f"--arch {arch}: expected open_clip:ARCH or hf:DIR")
+            if arch.startswith("hf:"):  # a local transformers CLIP folder (its own weights)
+                from grounding.models.backbones import load_backbone
+
+                bb = load_backbone(arch)
+            else:
+                bb = load_open_clip(arch[len("open_clip:"):], None, random_weights=True)
             if bb.kind != "vit":
                 raise SystemExit(f"--arch {arch}: the scaling benchmark times ViT region tokens; {arch} is a {bb.kind}")
             models[arch] = bb.model

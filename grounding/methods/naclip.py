@@ -59,7 +59,7 @@ def neighbourhood_kk_attention(attn, z: torch.Tensor, grid: int, std: float) -> 
     """NACLIP's attention (``custom_attn``, attn_strategy 'naclip'): out_proj(softmax(k kᵀ/√d + Ω) v) on
     batch-first ``z`` (already ``ln_1``-normalised, class token first), heads of ``attn``."""
     _, k, v = qkv(attn, z)
-    omega = neighbourhood_bias(grid, std, dtype=k.dtype, device=k.device)
+    omega = neighbourhood_bias(grid, std, dtype=k.dtype, device=k.device)[-k.shape[-2]:, -k.shape[-2]:]  # no class token: patches only
     a = torch.softmax((k * k.shape[-1] ** -0.5) @ k.transpose(-2, -1) + omega, dim=-1)
     return merge_heads(attn, a @ v)
 

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.vit import block_forward, fused_self_attention, layer_scale
+from ..models.vit import block_forward, fused_self_attention, layer_scale, prefix_tokens
 from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
-from .base import BOX_PARAMS, Param, all_positive, positive, register_method
+from .base import BOX_PARAMS, ConfigError, Param, all_positive, positive, register_method
 from .dense import DenseMethod, Prepared
 from .hparams import paper_hparams
 

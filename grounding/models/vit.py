@@ -40,6 +40,12 @@ def layer_scale(block, which: int):
     return getattr(block, f"ls_{which}", None) or nn.Identity()
 
 
+def prefix_tokens(visual) -> int:
+    """Tokens before the patches: 1 (the class token), or 0 for a tower without one (``class_embedding`` None:
+    SigLIP, :mod:`grounding.models.hf_backbone`)."""
+    return 0 if getattr(visual, "class_embedding", None) is None else 1
+
+
 def input_tokens(visual, x: torch.Tensor) -> torch.Tensor:
     """Normalised images (B, 3, H, W) → tokens (B, 1 + g², D) after the stem, class token, positional
     embedding and ``ln_pre`` — the input of the first block, with the model's own patch grid;
