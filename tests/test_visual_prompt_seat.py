@@ -134,3 +134,27 @@ def test_app_subtraction_draws_the_bank_from_the_split_with_the_seed(tmp_path, c
                                                     caption_bank=bank)
     ident = json.loads((run / "run.json").read_text())
     assert ident["method_params"]["subtract_seed"] == 3 and ident["method_params"]["subtract"] is True
+
+
+def test_proposal_table_has_isolated_scoring_rows_and_the_published_ones(tmp_path):
+    import pandas as pd
+
+    from grounding.evaluation.tables import build_tables
+
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({
+        "split": "refcoco_val", "method": "reclip", "backbone": "vit_b32", "backbone_key": "vit_b32", "accuracy": 0.5,
+        "n": 4, "iou_threshold": 0.5, "params": {}, "overrides": {},
+        "proposals": {"source": "gt", "mean_count": 3.0, "recall": 0.75, "dropped": 0}}))
+    (d / "run.json").write_text(json.dumps({"proposals": {"name": "gt"}}))
+    t = build_tables([tmp_path])["table_proposal_ranking"]
+    disp = t.display.set_index("method")
+    assert disp.loc["reclip (isolated scoring)", "refcoco_val"] == "50.00 (75.00)"
+    assert disp.loc["reclip (isolated scoring)", "proposals"] == "gt"
+    pub = pd.read_csv(ROOT / "grounding" / "proposal_results.csv")
+    published = t.display[t.display.method.str.endswith("(published)")]
+    assert len(published) == len(pub.drop_duplicates(["method", "variant", "proposals", "backbones"]))
+    row = published[(published.method.str.startswith("reclip: ")) & (published.backbone == "ViT-B/32+RN50x16")].iloc[0]
+    assert (row["refcoco_val"], row["refcoco_plus_val"], row["refcocog_val"]) == ("45.8", "47.9", "59.3")
+    assert row["source"].startswith("ylingfeng/FGVP") and row["proposals"].startswith("detections")
