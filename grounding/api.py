@@ -70,17 +70,23 @@ def localize(image: ImageLike, phrase: str, *, backbone, method: str = "ours", d
     With a proposal-ranking method (``crop_rank``, ``dense_rank``, ``det_label``, …) and
     ``proposals=[[x1, y1, x2, y2], …]`` (pixel corners), ``.box`` is one of the given boxes as given,
     ``.index`` its position and ``.scores`` one float per proposal in the given order (``-inf`` for a box
-    wholly outside the image); ``.score_map`` may be None.
+    wholly outside the image); ``.score_map`` may be None. Such a method's own options are given here too and
+    build it, e.g. ``method='reclip'|'red_circle'|'fgvp_box'`` with ``ensemble=[…]`` (backbone spellings,
+    checkpoint paths included), ``caption_bank=[…]`` (FGVP's score subtraction) and ``representations=[…]``;
+    these also return ``.probs`` (the softmax of ``.scores``, the summed logits).
 
     ``backbone`` as for :class:`Localizer` (``pretrained=FILE`` for libraries whose weights file is separate
     from the architecture). The model stays loaded between calls with the same backbone, weights, method and device.
     """
     family = params.pop("family", "flickr")
     precision = params.pop("precision", "auto")
-    key = (str(backbone), str(pretrained), method, str(device), family, precision)
+    build = {}  # a proposal ranker's options (ensemble=, caption_bank=, representations=, …) build it
+    if getattr(method_class(method), "needs_proposals", False):
+        build = {k: params.pop(k) for k in list(params) if k != "proposals"}
+    key = (str(backbone), str(pretrained), method, str(device), family, precision, repr(sorted(build.items())))
     loc = _CACHE.get(key)
     if loc is None:
         _CACHE.clear()
         loc = _CACHE[key] = Localizer(backbone, method, device=device, family=family, precision=precision,
-                                      pretrained=pretrained)
+                                      pretrained=pretrained, **build)
     return loc(image, phrase, **params)

@@ -90,9 +90,7 @@ def test_run_dir_and_identity_come_from_one_spec():
 
 def test_every_registered_method_has_a_config_or_is_internal():
     # internal implementations (ours_vit, ours_resnet) are reached through `ours`
-    from grounding.methods.visual_prompt import PRESETS  # proposal rankers: registered on the proposal seat (#21)
-
-    assert set(GROUPS["method"]) - set(registered_methods()) - set(PRESETS) == set()
+    assert set(GROUPS["method"]) - set(registered_methods()) == set()
 
 
 def test_paper_values_match_reference_eval_py():

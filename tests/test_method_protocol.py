@@ -92,7 +92,8 @@ def test_optional_hooks_have_one_name_and_a_default():
     assert hook(object(), "needs_proposals") is False and hook(object(), "tuned") is True
     assert hook(object(), "preload") is None and hook(object(), "prepare_features") is None
     assert set(OPTIONAL_HOOKS) == {"needs_proposals", "preload", "prepare_features", "default_params", "validate",
-                                   "tuned"}
+                                   "tuned", "set_split_phrases"}
+    assert hook(object(), "set_split_phrases") is None
     with pytest.raises(KeyError):
         hook(object(), "attach")  # not a hook: the four verbs of one stage are gone
 

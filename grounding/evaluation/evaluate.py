@@ -214,6 +214,8 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             source = bind_source(cfg, split, cfg.on_error)  # a bad detections file stops here, before a model
             backbone = load_backbone_for(cfg)
             method = build_method(cfg, backbone)
+            if hook(method, "set_split_phrases") is not None:  # e.g. a caption bank drawn with a seed
+                method.set_split_phrases([s.phrase for s in split])
             identity = build_identity(cfg, split, method, backbone)
             identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))  # issue 25: run.json
             method = with_proposals(method, source)

@@ -38,6 +38,9 @@ Optional hooks, each with one name and the default the harness uses when it is a
     The values a run with no overrides uses; ``run.json``'s ``overrides`` lists what differs from them.
 ``validate(params, backbone_kind) -> dict`` (classmethod) — default: no config-time check
     Check hyperparameters before any model loads (types, ranges, unknown keys; :func:`validate_params`).
+``set_split_phrases(phrases: list[str]) -> None`` — default: not called
+    Called once by the app before the loop with every phrase of the split (all rows, whatever the shard),
+    e.g. to draw FGVP's subtraction bank with a seed (``reclip``/``red_circle``/``fgvp_box``).
 ``tuned: bool`` — default ``True``
     False for hyperparameters borrowed from another method (tables mark the run "not tuned").
 
@@ -116,6 +119,7 @@ OPTIONAL_HOOKS: Dict[str, Any] = {
     "default_params": None,
     "validate": None,
     "tuned": True,
+    "set_split_phrases": None,
 }
 
 

@@ -26,6 +26,10 @@ per representation (FGVP's score subtraction); then the sum (or max) over repres
 
 The image side (:meth:`VisualPromptRanker.image_side`: every proposal's renders and embeddings) depends
 only on the image and the proposals, and is reused for every expression of that image.
+
+On the proposal seat (:mod:`grounding.methods.proposal`) as ``method=reclip|red_circle|fgvp_box``
+(:class:`VisualPromptMethod`): the seat clips and memoises, :class:`VisualPromptRanker` computes (its
+numbers unchanged). Isolated scoring only: ReCLIP's spaCy relation resolver and FGVP's SAM masks are not here.
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..data.images import CLIP_MEAN, CLIP_STD, ImageLike, to_pil_rgb
-from .base import ConfigError
+from .base import ConfigError, Param, positive, register_method, validate_params
+from .proposal import ProposalMethod
 
 REPRESENTATIONS = ("crop", "blur", "circle", "blur_box_mask")
 AGGREGATORS = ("sum", "max")
@@ -375,3 +380,119 @@ def localize_proposals(image: ImageLike, phrase: str, *, backbone, method: str =
     ranker = VisualPromptRanker(backbone, name=method, representations=representations, ensemble=ensemble,
                                 caption_bank=caption_bank, **params)
     return ranker(image, phrase, proposals)
+
+
+# ------------------------------------------------------------------------------- the proposal seat
+
+LIST_PARAMS = ("representations", "ensemble", "caption_bank")
+
+
+def check_lists(name: str, representations, ensemble, caption_bank) -> dict:
+    """The list-valued options (one-line :class:`ConfigError`s), as plain lists."""
+    reps = check_options(PRESETS.get(name) if representations is None else representations, "sum", False, None)
+    for key, v in (("ensemble", ensemble), ("caption_bank", caption_bank)):
+        if v is not None and (isinstance(v, str) or not all(isinstance(x, str) or key == "ensemble" for x in v)):
+            raise ConfigError(f"method.{key}={v!r}: expected a list of "
+                              f"{'backbones (names, config keys or checkpoint paths)' if key == 'ensemble' else 'expressions'}")
+    return {"representations": list(reps), "ensemble": list(ensemble or ()),
+            "caption_bank": None if caption_bank is None else list(caption_bank)}
+
+
+@dataclass(frozen=True)
+class ListParam(Param):
+    """A list-valued option (checked by :func:`check_lists`, not by :func:`validate_params`)."""
+
+    def coerce(self, key, value):
+        return value
+
+    def describe(self) -> str:
+        return "a list"
+
+
+class VisualPromptMethod(ProposalMethod):
+    """ReCLIP / Red-Circle / FGVP prompts on the proposal seat: ``image_side`` = every proposal's renders and
+    embeddings (all representations, all models), ``score`` = the summed logits, ``probs`` = their softmax.
+    ``set_split_phrases`` (optional hook) draws the subtraction bank from the split with ``subtract_seed``."""
+
+    PARAMS = {
+        "representations": ListParam("list", "any subset of crop, blur, circle, blur_box_mask"),
+        "ensemble": ListParam("list", "more backbones whose logits are summed with the main one"),
+        "caption_bank": ListParam("list", "explicit subtraction bank (raw expressions) or null"),
+        "aggregator": Param("str", "sum | max over representations", choices=AGGREGATORS),
+        "subtract": Param("bool", "FGVP's score subtraction (mean logit of a caption bank)"),
+        "subtract_seed": Param("int", "seed of the bank drawn from the split's expressions"),
+        "bank_size": Param("int", "expressions in the drawn bank (FGVP: 500)", positive, "(> 0)"),
+        "batch_size": Param("int", "renders embedded per forward pass", positive, "(> 0)"),
+    }
+
+    @classmethod
+    def default_params(cls, backbone, family):
+        return {"representations": list(PRESETS[cls.name]), "aggregator": "sum", "ensemble": [], "subtract": False,
+                "subtract_seed": 0, "caption_bank": None, "bank_size": BANK_SIZE, "batch_size": 32}
+
+    @classmethod
+    def validate(cls, params, backbone_kind=None) -> dict:
+        lists = check_lists(cls.name, *(params.get(k) for k in LIST_PARAMS))
+        return {**validate_params(cls.name, cls.PARAMS, params), **lists}
+
+    def __init__(self, backbone=None, *, representations=None, ensemble=(), caption_bank=None, precision="auto",
+                 **kwargs):
+        if caption_bank is not None and kwargs.get("subtract") is None:
+            kwargs["subtract"] = True  # a bank given without subtract: subtract with it (the API's caption_bank=)
+        super().__init__(backbone, precision=precision, **kwargs)
+        lists = check_lists(self.name, representations, ensemble, caption_bank)
+        p = self.params
+        self.ranker = VisualPromptRanker(self.backbone, name=self.name, representations=lists["representations"],
+                                         aggregator=p["aggregator"], ensemble=lists["ensemble"],
+                                         subtract=p["subtract"], subtract_seed=p["subtract_seed"],
+                                         caption_bank=lists["caption_bank"], bank_size=p["bank_size"],
+                                         batch_size=p["batch_size"], device=self.device, precision=precision)
+        p.update(lists, ensemble=self.ranker.identity()["ensemble"])
+
+    representations = property(lambda self: self.ranker.representations)
+    aggregator = property(lambda self: self.ranker.aggregator)
+    subtract = property(lambda self: self.ranker.subtract)
+
+    def identity(self) -> dict:
+        return self.ranker.identity()
+
+    def set_split_phrases(self, phrases) -> None:
+        """The optional hook: with ``subtract`` and no explicit bank, draw it from the split's expressions."""
+        if self.ranker.subtract and self.params.get("caption_bank") is None:
+            self.ranker.set_caption_bank(draw_caption_bank(phrases, self.ranker.subtract_seed, self.ranker.bank_size))
+
+    def image_side(self, image, proposals) -> ImageSide:
+        return self.ranker.image_side(image, proposals.given)  # the authors clamp the boxes themselves
+
+    def score(self, features, proposals, phrase, prepared) -> np.ndarray:
+        return self.ranker.rank(features, phrase).scores
+
+    def probs(self, scores) -> np.ndarray:
+        """Softmax over the usable proposals, in float32 as :meth:`VisualPromptRanker.rank`."""
+        return torch.from_numpy(np.asarray(scores, dtype=np.float32)).softmax(dim=-1).numpy().astype(np.float64)
+
+    def choose(self, scores, proposals) -> int:
+        return int(np.argmax(self.probs(scores)))  # the ranker's argmax (first on ties)
+
+    def localize_prepared(self, prepared, phrase: str, **overrides):
+        out = super().localize_prepared(prepared, phrase, **overrides)
+        if out.probs is not None and len(out.probs) != prepared.n_given:  # one per given box (0 for dropped)
+            full = np.zeros(prepared.n_given)
+            full[prepared.proposal_set.index] = out.probs
+            out.probs = full
+        return out
+
+
+@register_method("reclip")
+class ReCLIP(VisualPromptMethod):
+    """ReCLIP's isolated proposal scoring: ``[crop, blur]``."""
+
+
+@register_method("red_circle")
+class RedCircle(VisualPromptMethod):
+    """Red-Circle as FGVP implements it: ``[crop, circle]``."""
+
+
+@register_method("fgvp_box")
+class FGVPBox(VisualPromptMethod):
+    """FGVP's blur reverse box mask: ``[crop, blur_box_mask]``."""
