@@ -46,35 +46,10 @@ def import_graph():
 
 
 def cycles_through(graph, nodes):
-    """Strongly connected components (size > 1) containing any of ``nodes`` (Tarjan)."""
-    index, low, stack, on, out, n = {}, {}, [], set(), [], [0]
+    """Strongly connected components (size > 1) containing any of ``nodes``."""
+    from test_architecture import strongly_connected  # the one Tarjan of the suite
 
-    def visit(v):
-        index[v] = low[v] = n[0]
-        n[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph.get(v, ()):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = set()
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.add(w)
-                if w == v:
-                    break
-            if len(comp) > 1 and comp & set(nodes):
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
+    return [sorted(c) for c in strongly_connected(graph) if c & set(nodes)]
 
 
 def test_the_graph_sees_lazy_imports():
