@@ -189,10 +189,11 @@ PROPOSALS = [[10, 10, 80, 90], [60, 20, 150, 110], [0, 0, 160, 120], [30, 40, 10
 
 
 def _given_proposals(method: str) -> dict:
+    from grounding.methods.proposal import ProposalMethod
+
     cls = method_class(method)
-    own = getattr(cls, "default_proposals", None)
-    base = getattr(sys.modules.get("grounding.methods.proposal"), "ProposalMethod", None)
-    needs = getattr(cls, "needs_proposals", False) and (base is None or own is getattr(base, "default_proposals", None))
+    needs = getattr(cls, "needs_proposals", False) and \
+        getattr(cls, "default_proposals", None) is ProposalMethod.default_proposals
     labelled = SimpleNamespace(boxes=PROPOSALS, scores=[0.9, 0.8, 0.7, 0.6], labels=["person", "dog", "person", "cat"])
     return {"proposals": labelled} if needs else {}  # labels: det_label ranks by them, the others ignore them
 
