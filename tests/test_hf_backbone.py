@@ -444,3 +444,36 @@ def test_siglip_maskclip_from_transformers_own_modules(siglip):
         h = h + last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(h)))
         want = vm.post_layernorm(h + last.mlp(last.layer_norm2(h)))
         torch.testing.assert_close(patch_tokens(hb.visual, x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_hf_is_a_library_of_the_adapter_kind(pairs):
+    """The five functions, found by the registry's convention; parse/describe/preflight/label torch-free."""
+    from grounding.models import registry
+    from grounding.models.library import missing_functions
+
+    folder = pairs["vit16"][2]
+    lib = registry.library("hf")
+    assert not missing_functions(lib) and lib.__name__ == "grounding.models.hf_backbone"
+    cfg = registry.config_from_spec(f"hf:{folder}")
+    assert cfg["library"] == "hf" and cfg["path"] == str(folder)
+    assert registry.describe(cfg) == {"key": "vit_b16", "kind": "vit"}
+    assert registry.label(cfg) == "hf:clip-tiny-vit16"
+    with pytest.raises(BackboneError, match="pretrained: not an option of hf"):
+        registry.config_from_spec(f"hf:{folder}", pretrained="/x.pt")
+    code = ("import sys; from grounding.models import registry; c = registry.config_from_spec(sys.argv[1]); "
+            "registry.describe(c); registry.preflight(c); registry.label(c); assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code, f"hf:{folder}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_end_token_index_is_where_transformers_pools(pairs, siglip):
+    import clip
+
+    ref, hb, _ = pairs["vit32"]
+    for phrase in ["a dog", "the man in a red shirt"]:
+        assert int(hb.end_token_index(hb.tokenize(phrase))[0]) == int(ref.end_token_index(clip.tokenize([phrase]))[0])
+    sb = siglip[1]
+    assert int(sb.end_token_index(sb.tokenize("a dog"))[0]) == 15  # SigLIP pools the last position
+    assert sb.has_class_token is False and hb.has_class_token is True
+    assert hb.logit_scale == pytest.approx(float(hb.model.hf.logit_scale.exp()))
