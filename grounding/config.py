@@ -135,12 +135,6 @@ def _backbone_fact(what: str, *, _parent_) -> str:
     return fact(what, _parent_=_parent_)
 
 
-def _hf_key(path) -> str:  # conf/backbone/hf.yaml: the key from the folder's config.json, torch-free
-    from .models.hf_folder import hf_key
-
-    return hf_key(str(path))
-
-
 if not OmegaConf.has_resolver("run_dir_name"):
     OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
 # ${backbone:key} / ${backbone:kind} in conf/backbone/*.yaml: derived by the node's library (torch-free)

@@ -68,8 +68,8 @@ def run(argv: List[str]) -> int:
         cfg = compose("localize", overrides)
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(_short_hydra_error(e, overrides)) from None
+    check_backbone_config(cfg)  # first: it reads the node unresolved, so a bad path/arch is its one line
     validate_method_config(cfg)
-    check_backbone_config(cfg)
     check_device(cfg)
 
     import numpy as np

@@ -1,219 +1,65 @@
-"""Hugging Face transformers backbones: a local ``CLIPModel`` or ``SiglipModel`` folder behind :class:`Backbone`.
+"""The ``hf`` backbone library: a local Hugging Face transformers folder (``CLIPModel`` or ``SiglipModel``).
 
-    load_hf("/models/clip-vit-base-patch16")            # = load_backbone("hf:/models/clip-vit-base-patch16")
+    backbone=hf backbone.path=DIR                        # the app (conf/backbone/hf.yaml; presets hf_vit_b16, …)
+    grounding.localize(img, "a dog", backbone="hf:DIR")  # the API, Localizer, grounding-localize
 
-DIR is what ``save_pretrained`` writes (``huggingface-cli download openai/clip-vit-base-patch16 --local-dir DIR``
-elsewhere): ``config.json``, ``model.safetensors`` (a ``pytorch_model.bin`` is read with ``weights_only``
-loading, never unpickled with code), the tokenizer files and ``preprocessor_config.json``. Everything is read
-with ``local_files_only=True``: nothing is ever downloaded; a hub id where a folder is expected is refused.
-
-The image tower is re-exposed under the names :mod:`grounding.models.vit` and every method read (``conv1``,
-``class_embedding``, ``positional_embedding``, ``ln_pre``, ``transformer.resblocks`` with ``ln_1``/``attn``/
-``ln_2``/``mlp``, ``ln_post``, ``proj``): :class:`HFVisionTower` holds transformers' own modules and parameters
-(shared, not copied); q/k/v are fused into one ``in_proj_weight`` that transformers' ``q_proj``/``k_proj``/
-``v_proj`` then view, so both read the same memory. CLIP therefore runs every ViT method through the same tower
-operations as the OpenAI and open_clip paths. SigLIP has no class token (``class_embedding is None``: the
-methods take every token as a patch), no pre-LayerNorm and no projection: its patch tokens after
-``post_layernorm``, without the attention-pooling head, are the dense features; ``encode_image`` (Crop & Rank)
-is its pooled head. Input size and mean/std come from ``preprocessor_config.json``; how an image becomes the
-square input is the harness's own (the folder's resize + centre crop is not used). The text side is the
-folder's tokenizer padded to the model's context (CLIP pads with its end token; transformers pools at the
-first end token, as OpenAI's argmax), with no prompt template.
+The five functions of :mod:`grounding.models.library`, found by the registry's convention
+(``grounding.models.<NAME>_backbone``): nothing in ``api``, ``cli``, ``config``, ``evaluate``, ``runner`` or
+``tables`` names this library. ``parse``/``describe``/``preflight``/``label`` are torch-free (the folder checks
+are :mod:`grounding.models.hf_folder`); ``load`` imports torch and transformers (:mod:`grounding.models.hf_model`).
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Mapping
 
-import torch
-from torch import nn
+from .hf_folder import HF_PREFIX, check_hf_config, hf_key
+from .names import BackboneConfigError, BackboneError
 
-from ..data.images import INPUT_SIZE
-from .backbones import Backbone, resolve_precision
-from .hf_folder import HF_PREFIX, MODEL_TYPES, TOKENIZER_FILES, WEIGHT_FILES, check_hf_folder, preprocess_config
-from .names import BackboneError
-from .text import check_phrase, warn_truncated
-from .vit import block_forward, blocks, head, input_tokens
+NAME = "hf"
 
 
-# ----------------------------------------------------------------------------------- the tower adapter
-class FusedQKV(nn.Module):
-    """transformers' q/k/v projections fused into ``in_proj_weight``/``in_proj_bias`` (the layout of
-    ``nn.MultiheadAttention`` that :func:`grounding.models.vit.qkv` and ours-ViT read), ``out_proj`` shared.
-    The originals are re-pointed at views of the fused tensors, so memory is shared, not copied."""
+def _path(cfg: Mapping) -> str:
+    from omegaconf import DictConfig, OmegaConf
 
-    def __init__(self, hf_attn: nn.Module):
-        super().__init__()
-        a = hf_attn
-        self.num_heads, self.embed_dim = int(a.num_heads), int(a.embed_dim)
-        w = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach()
-        b = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]).detach()
-        self.in_proj_weight = nn.Parameter(w, requires_grad=False)
-        self.in_proj_bias = nn.Parameter(b, requires_grad=False)
-        d = self.embed_dim
-        for i, proj in enumerate((a.q_proj, a.k_proj, a.v_proj)):
-            proj.weight = nn.Parameter(self.in_proj_weight.data[i * d:(i + 1) * d], requires_grad=False)
-            proj.bias = nn.Parameter(self.in_proj_bias.data[i * d:(i + 1) * d], requires_grad=False)
-        self.out_proj = a.out_proj
+    missing = isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, "path")
+    path = None if missing else cfg.get("path")
+    if not path or str(path) == "???":
+        raise BackboneError("backbone=hf needs backbone.path=DIR: a local transformers CLIPModel/SiglipModel "
+                                  "folder (e.g. huggingface-cli download openai/clip-vit-base-patch16 --local-dir "
+                                  "DIR, elsewhere)")
+    return str(path)
 
 
-class HFBlock(nn.Module):
-    """One encoder layer under CLIP's block names: ``ln_1``, ``attn`` (:class:`FusedQKV`), ``ln_2``, ``mlp``."""
-
-    def __init__(self, layer: nn.Module):
-        super().__init__()
-        self.ln_1, self.attn = layer.layer_norm1, FusedQKV(layer.self_attn)
-        self.ln_2, self.mlp = layer.layer_norm2, layer.mlp
-
-
-class HFVisionTower(nn.Module):
-    """transformers' vision tower under the names of CLIP's ``VisionTransformer`` (see the module docstring)."""
-
-    def __init__(self, vision_model: nn.Module, projection: Optional[nn.Linear], input_resolution: int):
-        super().__init__()
-        emb = vision_model.embeddings
-        self.conv1 = emb.patch_embedding
-        self.class_embedding = getattr(emb, "class_embedding", None)  # None: SigLIP (no class token)
-        self.positional_embedding = emb.position_embedding.weight
-        self.ln_pre = getattr(vision_model, "pre_layrnorm", None) or nn.Identity()
-        self.transformer = nn.Module()
-        self.transformer.resblocks = nn.ModuleList(HFBlock(layer) for layer in vision_model.encoder.layers)
-        self.ln_post = vision_model.post_layernorm
-        self.proj = None if projection is None else nn.Parameter(projection.weight.data.t(), requires_grad=False)
-        self.input_resolution = int(input_resolution)
+def parse(spec: str, **options: Any) -> Dict[str, Any]:
+    """``"hf:DIR"`` → ``{"library": "hf", "path": DIR, …}``; no keyword option applies (the folder holds all)."""
+    if options:
+        raise BackboneConfigError(f"{', '.join(options)}: not an option of hf backbones (backbone=\"hf:DIR\", the "
+                                  f"folder holds the weights, tokenizer and preprocessor config)")
+    return {"library": NAME, "path": str(spec), "model_type": None, "name": f"{HF_PREFIX}{spec}"}
 
 
-class HFCLIP(nn.Module):
-    """The loaded transformers model with the two calls :class:`Backbone` makes: ``encode_text(tokens)`` and
-    ``encode_image(images)``, and ``visual`` (:class:`HFVisionTower`)."""
-
-    def __init__(self, hf_model: nn.Module, model_type: str, input_resolution: int):
-        super().__init__()
-        self.hf, self.model_type = hf_model, model_type
-        proj = getattr(hf_model, "visual_projection", None)
-        self.visual = HFVisionTower(hf_model.vision_model, proj, input_resolution)
-
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        out = self.hf.get_text_features(input_ids=tokens.long())
-        return getattr(out, "pooler_output", out)
-
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        """CLIP: ``ln_post`` and ``proj`` on the class token; SigLIP: its attention-pooling head on the tokens
-        after ``post_layernorm`` (as transformers' ``get_image_features``)."""
-        t = input_tokens(self.visual, x)
-        for block in blocks(self.visual):
-            t = block_forward(block, t)
-        if self.visual.class_embedding is not None:
-            return head(self.visual, t[:, 0])
-        pool = getattr(self.hf.vision_model, "head", None)
-        if pool is None:
-            raise BackboneError("this SigLIP folder has no attention-pooling head (vision_use_head=false): no image "
-                                "embedding for Crop & Rank")
-        return pool(head(self.visual, t))
+def describe(cfg: Mapping) -> Dict[str, str]:
+    """The key from the folder's ``config.json`` vision geometry (vit_b16, vit_l14, …); transformers has no
+    ResNet CLIP, so the kind is always ``vit``."""
+    return {"key": hf_key(_path(cfg)), "kind": "vit"}
 
 
-# ----------------------------------------------------------------------------------- text side
-class HFPhraseTokenizer:
-    """One phrase → (1, context) ids with the folder's tokenizer, padded to the model's context
-    (``max_length``); empty phrases refused unless ``allow_empty``, over-long ones truncated with a warning."""
-
-    def __init__(self, tokenizer, context_length: int):
-        self.tokenizer, self.context_length = tokenizer, int(context_length)
-
-    def __call__(self, phrase: str, allow_empty: bool = False) -> torch.Tensor:
-        check_phrase(phrase, allow_empty)
-        if len(self.tokenizer(phrase)["input_ids"]) > self.context_length:
-            warn_truncated(phrase, self.context_length)
-        enc = self.tokenizer([phrase], padding="max_length", max_length=self.context_length, truncation=True,
-                             return_tensors="pt")
-        return enc["input_ids"]
+def preflight(cfg: Mapping, files: bool = True) -> None:
+    """``path`` given; with ``files``, the folder holds a CLIP/SigLIP model (of the preset's ``model_type``)."""
+    _path(cfg)
+    check_hf_config(cfg, files=files)
 
 
-# ----------------------------------------------------------------------------------- loading
-def _load_model(folder: Path, model_type: str):
-    import transformers
-    from transformers.utils import logging as hf_logging
+def load(cfg: Mapping, *, device="cpu", precision: str = "auto"):
+    from .hf_model import load_hf  # torch and transformers: only here
 
-    cls = getattr(transformers, MODEL_TYPES[model_type])
-    safetensors = any((folder / f).is_file() for f in WEIGHT_FILES[:2])
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI's stderr
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, info = cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=safetensors,
-                                              dtype=torch.float32, output_loading_info=True)
-    except Exception as e:  # truncated file, pickle with code (weights_only refuses it), shape mismatch …
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BackboneError(f"{folder}: could not load a {MODEL_TYPES[model_type]}: {type(e).__name__}: "
-                            f"{msg[:300]}") from e
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
-    missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
-    if missing:
-        raise BackboneError(f"{folder}: the weights lack {len(missing)} tensors of a {MODEL_TYPES[model_type]} "
-                            f"(e.g. {sorted(missing)[0]}); expected the whole model saved by save_pretrained")
-    return model
+    return load_hf(_path(cfg), device=device, precision=precision)
 
 
-def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception as e:
-        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BackboneError(f"{folder}: could not load its tokenizer: {type(e).__name__}: {msg[:300]}") from e
+def label(cfg: Mapping) -> str:
+    """``hf:FOLDER_NAME``: HF weights never share a table cell with another library's."""
+    return f"{HF_PREFIX}{Path(str(cfg.get('path') or '')).expanduser().name or '?'}"
 
 
-def folder_digest(folder: Path) -> str:
-    """Digest of the small files that change outputs besides the weights: config, processor, tokenizer."""
-    h = hashlib.sha256()
-    names = ["config.json", "preprocessor_config.json", "tokenizer_config.json", "special_tokens_map.json",
-             *(f for group in TOKENIZER_FILES for f in group)]
-    for name in names:
-        p = folder / name
-        if p.is_file():
-            h.update(name.encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def load_hf(path: Union[str, os.PathLike], device="cpu", precision: str = "auto") -> Backbone:
-    """A local transformers CLIP/SigLIP folder as a :class:`Backbone` (``library="hf"``, name ``hf:DIR``).
-
-    ``precision``: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``fp16``, ``bf16`` — the whole model cast
-    (transformers' LayerNorms compute in the model's dtype)."""
-    cfg = check_hf_folder(path)
-    folder = Path(str(path)).expanduser().resolve()
-    model_type = cfg["model_type"]
-    pre = preprocess_config(folder, cfg)
-    if model_type == "siglip" and pre["size"] != INPUT_SIZE:
-        raise BackboneError(f"{folder}: a {pre['size']} px SigLIP; only {INPUT_SIZE} px SigLIP folders are served (every "
-                            f"backbone sees {INPUT_SIZE}x{INPUT_SIZE} inputs and the patch-token methods do not "
-                            f"interpolate positional embeddings)")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device={device} but torch sees no GPU (torch.cuda.is_available() is False); use device=cpu")
-    dtype = resolve_precision(precision, dev)
-    hf = _load_model(folder, model_type).eval().requires_grad_(False).to(device=dev, dtype=dtype)
-    text_dim = getattr(hf.config.text_config, "projection_size", None) or hf.config.text_config.hidden_size
-    if model_type == "siglip" and text_dim != hf.config.vision_config.hidden_size:
-        raise BackboneError(f"{folder}: SigLIP text embeddings ({text_dim}) and patch tokens "
-                            f"({hf.config.vision_config.hidden_size}) differ in width; expected a SiglipModel whose "
-                            f"towers share one embedding space")
-    model = HFCLIP(hf, model_type, pre["size"])
-    context = int(hf.config.text_config.max_position_embeddings)
-    tokenizer = HFPhraseTokenizer(_load_tokenizer(folder), context)
-    weights = next(folder / f for f in WEIGHT_FILES if (folder / f).is_file())
-    return Backbone(name=f"{HF_PREFIX}{folder}", model=model, device=dev, dtype=dtype, source=str(weights),
-                    library="hf", mean=pre["mean"], std=pre["std"], tokenizer=tokenizer,
-                    config_id=folder_digest(folder))
-
-
-__all__ = ["HF_PREFIX", "FusedQKV", "HFBlock", "HFCLIP", "HFPhraseTokenizer", "HFVisionTower", "folder_digest",
-           "load_hf"]
+__all__ = ["describe", "label", "load", "parse", "preflight"]
