@@ -154,3 +154,15 @@ def test_report_templates_are_declared_package_data():
         rel = p.relative_to(ROOT / "grounding").as_posix()
         assert any(fnmatch(rel, pat) for pat in patterns), rel
     assert conf["project"]["scripts"]["grounding-report"] == "grounding.evaluation.report.cli:main"
+
+
+def test_report_shows_proposal_recall_next_to_accuracy(tmp_path):
+    """Issue 21 item 4: a run with proposals shows what its proposal set allowed at best (recall)."""
+    with_props = make_run(tmp_path, "p")
+    m = json.loads((with_props / "metrics.json").read_text())
+    m["proposals"] = {"source": "gt", "mean_count": 7.25, "recall": 0.875, "dropped": 3}
+    (with_props / "metrics.json").write_text(json.dumps(m))
+    plain, out = make_run(tmp_path, "q"), tmp_path / "r.html"
+    assert report_main([str(with_props), str(plain), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "proposal recall" in page and "87.50%" in page and "(gt, 7.2 per row, 3 dropped)" in page
