@@ -236,6 +236,23 @@ def test_api_localize_and_presets(pairs, image):
     assert compose("config", ["backbone=hf_vit_b16", "backbone.path=/x"]).method.alpha == 0.8
 
 
+def test_grounding_localize_takes_the_api_spelling(pairs, image, tmp_path, capsys):
+    """`grounding-localize IMG PHRASE backbone=hf:DIR` == `backbone=hf backbone.path=DIR` == the API's box."""
+    from grounding.cli.localize import expand_backbone_spec, main as localize_main
+
+    _, _, folder = pairs["vit32"]
+    assert expand_backbone_spec([f"backbone=hf:{folder}", "method=gem"]) == [
+        "backbone=hf", f"backbone.path={folder}", "method=gem"]
+    assert expand_backbone_spec(["backbone=vit_b16", "backbone.name=/a:b.pt"]) == ["backbone=vit_b16", "backbone.name=/a:b.pt"]
+    img = tmp_path / "astronaut.png"
+    Image.fromarray(image).save(img)
+    boxes = []
+    for args in ([f"backbone=hf:{folder}"], ["backbone=hf", f"backbone.path={folder}"]):
+        assert localize_main([str(img), "a dog", *args, "method=gem", f"out={tmp_path / 'f.png'}"]) == 0
+        boxes.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["box"])
+    assert boxes[0] == boxes[1] == [round(v, 2) for v in localize(img, "a dog", backbone=f"hf:{folder}", method="gem").box]
+
+
 # ------------------------------------------------------------------------------ errors
 def test_bad_folders_are_one_line_errors(pairs, tmp_path):
     import shutil

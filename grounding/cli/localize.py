@@ -3,6 +3,7 @@ figure (PNG).
 
 Options (Hydra overrides, after the phrase; defaults in brackets):
   backbone=NAME        {backbones} [vit_l14]
+  backbone=LIB:SPEC    a backbone library's own spelling, as in the API (e.g. backbone=hf:DIR, backbone=open_clip:ARCH)
   backbone.name=PATH   a checkpoint file instead of the preset's ~/.cache/clip/<file>
   method=NAME          {methods} [ours]
   family=NAME          whose paper hyperparameters: {families} [flickr]
@@ -53,6 +54,24 @@ def check_image(path: str) -> None:
         raise ConfigError(f"{path} is not an image PIL can read ({type(e).__name__}); give a JPEG/PNG/…") from None
 
 
+def expand_backbone_spec(overrides: List[str]) -> List[str]:
+    """``backbone=LIB:REST`` (the API's spelling, e.g. ``backbone=hf:DIR``) → ``backbone=LIB`` plus the fields
+    the library's own ``parse`` gives (``backbone.path=DIR``); every other override as given."""
+    from ..models import registry
+
+    out: List[str] = []
+    for a in overrides:
+        key, _, value = a.partition("=")
+        head, colon, rest = value.partition(":")
+        if key != "backbone" or not colon or not head.isidentifier() or not registry.known(head):
+            out.append(a)
+            continue
+        node = registry.library(head).parse(rest)
+        out += [f"backbone={head}"] + [f"backbone.{k}={v}" for k, v in node.items()
+                                       if k not in ("library", "name") and v is not None]
+    return out
+
+
 def run(argv: List[str]) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -62,7 +81,8 @@ def run(argv: List[str]) -> int:
     from ..evaluation.evaluate import check_backbone_config, check_device, validate_method_config
     from ..methods.base import ConfigError
 
-    image_path, phrase, overrides = argv[0], argv[1], [a for a in argv[2:] if a != "--debug"]
+    image_path, phrase = argv[0], argv[1]
+    overrides = expand_backbone_spec([a for a in argv[2:] if a != "--debug"])
     check_image(image_path)
     try:
         cfg = compose("localize", overrides)
