@@ -1,3 +1,4 @@
+import logging
 import os
 import sys
 import warnings
@@ -74,3 +75,16 @@ def data(tmp_path_factory):
     ckpt = root / "tiny_vit.pt"
     torch.save(tiny_clip("vit", patch_size=32, seed=21).state_dict(), ckpt)
     return root, ckpt
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """Hydra's in-process runs add root handlers bound to that test's captured stderr; drop them afterwards,
+    so a later test's log lines never go to a closed stream ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
