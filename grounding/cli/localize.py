@@ -3,7 +3,7 @@ figure (PNG).
 
 Options (Hydra overrides, after the phrase; defaults in brackets):
   backbone=NAME        {backbones} [vit_l14]
-  backbone=LIB:SPEC    a backbone library's own spelling, as in the API (e.g. backbone=hf:DIR, backbone=open_clip:ARCH)
+  backbone=LIB:SPEC    a backbone library's own spelling, as in the API's backbone="LIB:SPEC" (see README)
   backbone.name=PATH   a checkpoint file instead of the preset's ~/.cache/clip/<file>
   method=NAME          {methods} [ours]
   family=NAME          whose paper hyperparameters: {families} [flickr]
