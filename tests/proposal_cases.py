@@ -50,3 +50,21 @@ def cases() -> List[dict]:
                 out.append(dict(image=image, models="ens", representations=reps, aggregator=aggregator,
                                 subtract=True, source="fgvp", phrase=PHRASES[1]))
     return out
+
+
+def given_proposals(method: str) -> dict:
+    """``proposals=`` for a cross-library parity call: labelled boxes (inside a 160×120 image) for proposal
+    rankers without a source of their own (dense_rank, det_label, reclip, …); det_label ranks by the labels,
+    the others ignore them. Other methods get nothing."""
+    from types import SimpleNamespace
+
+    from grounding.methods.base import method_class
+    from grounding.methods.proposal import ProposalMethod
+
+    cls = method_class(method)
+    if not getattr(cls, "needs_proposals", False) or \
+            getattr(cls, "default_proposals", None) is not ProposalMethod.default_proposals:
+        return {}
+    boxes = [[10, 10, 80, 90], [60, 20, 150, 110], [0, 0, 160, 120], [30, 40, 100, 100]]
+    return {"proposals": SimpleNamespace(boxes=boxes, scores=[0.9, 0.8, 0.7, 0.6],
+                                         labels=["person", "dog", "person", "cat"])}

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from grounding.methods.base import method_class, registered_methods
 from grounding.methods.resnet_dense import OursResNet
 from grounding.models.backbones import Backbone, BackboneError, load_backbone
 from grounding.models.random import tiny_clip
+from proposal_cases import given_proposals
 
 transformers = pytest.importorskip("transformers")
 
@@ -185,26 +185,13 @@ CASES = [(m, "vit32") for m in _vit_methods()] + [(m, "vit16") for m in ("ours",
 
 
 # proposal rankers without a proposal source of their own (dense_rank, det_label, reclip, …) rank these boxes
-PROPOSALS = [[10, 10, 80, 90], [60, 20, 150, 110], [0, 0, 160, 120], [30, 40, 100, 100]]
-
-
-def _given_proposals(method: str) -> dict:
-    from grounding.methods.proposal import ProposalMethod
-
-    cls = method_class(method)
-    needs = getattr(cls, "needs_proposals", False) and \
-        getattr(cls, "default_proposals", None) is ProposalMethod.default_proposals
-    labelled = SimpleNamespace(boxes=PROPOSALS, scores=[0.9, 0.8, 0.7, 0.6], labels=["person", "dog", "person", "cat"])
-    return {"proposals": labelled} if needs else {}  # labels: det_label ranks by them, the others ignore them
-
-
 @pytest.mark.parametrize("method,name", CASES, ids=[f"{m}-{n}" for m, n in CASES])
 def test_same_maps_and_boxes_as_openai_clip(method, name, pairs, image):
     ref, hb = pairs[name][:2]
     params = {"num_proposals": 4} if method == "crop_rank" else {}
     if method in ("ours", "ours_vit"):
         params["n_segments"] = [30]
-    given = _given_proposals(method)
+    given = given_proposals(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
         a = Localizer(ref, method, **params)(image, "a woman's face", **given)

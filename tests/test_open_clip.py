@@ -11,7 +11,6 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +19,7 @@ from PIL import Image
 
 from grounding import Localizer, localize
 from grounding.methods.base import method_class, registered_methods
+from proposal_cases import given_proposals
 from grounding.methods.resnet_dense import OursResNet
 from grounding.models.backbones import Backbone, BackboneError, load_backbone
 from grounding.models.open_clip_backbone import open_clip_key
@@ -124,27 +124,13 @@ def _kinds(name):
 CASES = [(m, k) for m in registered_methods() for k in _kinds(m)]
 
 
-def _given_proposals(method: str) -> dict:
-    """Labelled boxes (inside the 160×120 image) for proposal rankers without a source of their own
-    (dense_rank, det_label, …); det_label ranks by the labels, the others ignore them."""
-    from grounding.methods.proposal import ProposalMethod
-
-    cls = method_class(method)
-    if not getattr(cls, "needs_proposals", False) or \
-            getattr(cls, "default_proposals", None) is not ProposalMethod.default_proposals:
-        return {}
-    boxes = [[10, 10, 80, 90], [60, 20, 150, 110], [0, 0, 160, 120], [30, 40, 100, 100]]
-    return {"proposals": SimpleNamespace(boxes=boxes, scores=[0.9, 0.8, 0.7, 0.6],
-                                         labels=["person", "dog", "person", "cat"])}
-
-
 @pytest.mark.parametrize("method,kind", CASES, ids=[f"{m}-{k}" for m, k in CASES])
 def test_same_maps_and_boxes_as_openai_clip(method, kind, pairs, image):
     ref, oc = pairs[kind][:2]
     params = {"num_proposals": 4} if method == "crop_rank" else {}
     if method in ("ours", "ours_vit"):
         params["n_segments"] = [30]
-    given = _given_proposals(method)
+    given = given_proposals(method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
         a = Localizer(ref, method, **params)(image, "a woman's face", **given)
