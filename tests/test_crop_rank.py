@@ -8,7 +8,7 @@ import torch
 
 from grounding.models.backbones import Backbone
 from grounding.methods.crop_rank import CropRank
-from grounding.methods.selective_search import opencv_proposals, reference_regions
+from grounding.proposals.selective_search_regions import opencv_proposals, reference_regions
 from grounding.models.random import tiny_clip
 from ss_cases import case_image
 
