@@ -1,9 +1,10 @@
-"""Hydra configuration: where conf/ lives, composing it, the paper-hyperparameter entries, and the run
-specification from which a run's directory and its identity both derive.
+"""Hydra configuration: where conf/ lives, composing it, the method keys and paper-hyperparameter entries,
+and the run specification from which a run's directory and its identity both derive.
 
-Importing this module registers, in Hydra's ConfigStore, one ``hparams/<method>/<backbone>_<family>``
-entry per method YAML that names a ``paper_defaults`` table (grounding/methods/hparams.py), so the composed
-config holds the real numbers. Torch-free: it runs before any model is imported.
+A method's hyperparameters are declared once, by its class (``PARAMS``, ``paper_defaults``);
+:func:`register_methods` (called by :func:`compose` and by ``python -m grounding.eval`` before Hydra composes)
+puts them in Hydra's ConfigStore, so the composed config holds every key and the real numbers. Importing
+this module is torch-free; registering imports the method classes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import hashlib
 import json
 import os
 
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,13 +29,16 @@ def options(group: str) -> List[str]:
 
 
 def compose(config_name: str = "config", overrides: Optional[List[str]] = None) -> DictConfig:
+    """The composed config (Hydra's compose API), with the method keys and paper values registered."""
     from hydra import compose as _compose, initialize_config_dir
+
+    register_methods(overrides or ())
 
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return _compose(config_name=config_name, overrides=list(overrides or []))
 
 
-# ------------------------------------------------------------------------- paper hyperparameters
+# --------------------------------------------------------------------- method keys and paper values
 def backbone_option_key(option: str) -> Optional[str]:
     """The hyperparameter key a backbone option's YAML names (``oc_vit_h14`` → ``vit_h14``), or None when it
     is derived at run time (``key: ${backbone:key}``, from the library's ``describe`` of other values)."""
@@ -43,28 +48,81 @@ def backbone_option_key(option: str) -> Optional[str]:
     return str(node.key)
 
 
-def register_hparams() -> None:
-    """Store ``hparams/<method>/<backbone option>_<family>`` for every method YAML with a ``paper_defaults``
-    table, with the values of the option's ``key``. Options whose key depends on other values
-    (``key: ${backbone:key}``) get no entry; the method fills unset values from the loaded
-    backbone's key (:meth:`grounding.methods.base.Method.default_params`)."""
+def searchpath_dirs(overrides: Sequence[str]) -> List[Path]:
+    """The ``file://`` folders of a ``hydra.searchpath=[...]`` override (where out-of-tree YAMLs live)."""
+    out = []
+    for o in overrides:
+        key, _, value = str(o).partition("=")
+        if key.lstrip("+") == "hydra.searchpath":
+            for item in value.strip().strip("[]").split(","):
+                item = item.strip().strip("'\"")
+                if item.startswith("file://"):
+                    out.append(Path(item[len("file://"):]))
+    return out
+
+
+def method_yamls(overrides: Sequence[str] = ()) -> Dict[str, Path]:
+    """Method option → its YAML: conf/method/ and the ``method/`` folder of each search-path entry."""
+    found: Dict[str, Path] = {}
+    for folder in [conf_dir()] + searchpath_dirs(overrides):
+        for p in sorted((folder / "method").glob("*.yaml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
+_REGISTERED: Dict[str, str] = {}
+
+
+def register_methods(overrides: Sequence[str] = ()) -> None:
+    """Store in Hydra's ConfigStore, for each method YAML (conf/method/ and ``hydra.searchpath`` folders in
+    ``overrides``) whose ``_target_`` imports:
+
+    - ``params/<method>``: every key of the class's ``PARAMS`` with its ``Param.default`` (or null), composed
+      before the YAML (conf/config.yaml), so ``method.KEY=VALUE`` works for every key, a typo'd key fails,
+      and the YAML sets values without re-declaring the set;
+    - ``hparams/<method>/<backbone option>_<family>``: the class's ``paper_defaults`` table for that backbone
+      key × family (grounding/methods/hparams.py), so the composed config holds the real numbers. Options
+      whose key depends on other values (``key: ${backbone:key}``) get no entry; the method fills unset
+      values from the loaded backbone's key (:meth:`grounding.methods.base.Method.default_params`).
+
+    Imports the method classes (torch); a ``_target_`` that does not import is left for the preflight to
+    report in one line."""
+    for method, path in method_yamls(overrides).items():
+        target = OmegaConf.load(path).get("_target_")
+        if target is None or _REGISTERED.get(method) == str(target):
+            continue
+        try:
+            from hydra.utils import get_class
+
+            cls = get_class(str(target))
+        except Exception:
+            continue
+        _store_method(method, cls, set(OmegaConf.load(path)))
+        _REGISTERED[method] = str(target)
+
+
+def _store_method(method: str, cls, yaml_keys) -> None:
+    """The entries of one method class; a value its YAML sets is the YAML's (never replaced by the table)."""
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
+    specs = getattr(cls, "PARAMS", None)
+    if isinstance(specs, dict) and specs:
+        node = {k: getattr(spec, "default", None) for k, spec in specs.items()}
+        cs.store(group="params", name=method, package="method",
+                 node={k: list(v) if isinstance(v, tuple) else v for k, v in node.items()})
+    table = getattr(cls, "paper_defaults", None)
+    if not table:
+        return
     keys = {b: backbone_option_key(b) for b in options("backbone")}
-    for method in options("method"):
-        table = OmegaConf.load(conf_dir() / "method" / f"{method}.yaml").get("paper_defaults")
-        if not table:
-            continue
-        for backbone, key in keys.items():
-            if key is None:
-                continue
-            for family in options("family"):
-                try:
-                    values = hparams.paper_hparams(key, table, family, method=method)
-                except ValueError:
-                    continue  # e.g. denseclip on a ViT: no entry, so composing says nothing is filled
-                cs.store(group=f"hparams/{method}", name=f"{backbone}_{family}", node=values, package="method")
+    for backbone, key in keys.items():
+        for family in options("family") if key is not None else ():
+            try:
+                values = hparams.paper_hparams(key, table, family, method=method)
+            except ValueError:
+                continue  # e.g. denseclip on a ViT: no entry, so composing says nothing is filled
+            values = {k: v for k, v in values.items() if k not in yaml_keys}
+            cs.store(group=f"hparams/{method}", name=f"{backbone}_{family}", node=values, package="method")
 
 
 # ------------------------------------------------------------------------------ run specification
@@ -76,7 +134,7 @@ def run_spec(cfg: DictConfig) -> Dict[str, Any]:
     """Everything in the config that can change a prediction, resolved: the method and its
     hyperparameters, the backbone, the split and its loader (files, columns, image template), the data
     root, ``limit``, ``shard``, precision and device type. Not workers, cache, progress or on_error."""
-    method = {k: v for k, v in _plain(cfg.method).items() if v is not None and k not in ("paper_defaults",)}
+    method = {k: v for k, v in _plain(cfg.method).items() if v is not None}
     if cfg.get("variant") and "variant" in method:
         method["variant"] = cfg.variant
     backbone = {k: v for k, v in _plain(cfg.backbone).items() if k != "cache_dir"}
@@ -140,4 +198,3 @@ if not OmegaConf.has_resolver("run_dir_name"):
 # ${backbone:key} / ${backbone:kind} in conf/backbone/*.yaml: derived by the node's library (torch-free)
 if not OmegaConf.has_resolver("backbone"):
     OmegaConf.register_new_resolver("backbone", _backbone_fact)
-register_hparams()

@@ -96,8 +96,11 @@ def _short_hydra_error(e: Exception, overrides: List[str]) -> str:
 
 
 def main() -> None:
+    from .config import register_methods
+
     args = sys.argv[1:]
     short_warnings()
+    register_methods(args)  # every method's keys and paper values, before Hydra composes (--help included)
     if not any(a.split("=", 1)[0] in _NO_PREFLIGHT for a in args):
         try:
             check_command_line(args, files=not any(a.split("=", 1)[0] in _INSPECT for a in args))

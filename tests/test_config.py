@@ -48,7 +48,7 @@ def test_composed_config_holds_the_paper_numbers(split, backbone):
     assert got == expected
     cls = method_class("ours")
     cls.validate({k: v for k, v in OmegaConf.to_container(cfg.method).items()
-                  if k not in ("_target_", "name", "paper_defaults")}, cfg.backbone.kind)
+                  if k not in ("_target_", "name")}, cfg.backbone.kind)
 
 
 def test_overrides_reach_method_params():
@@ -124,37 +124,65 @@ def test_every_family_config_has_paper_values():
     assert set(options("family")) == set(hparams.FAMILIES)
 
 
-def test_method_yaml_keys_are_the_class_params():
-    """Until the key set is declared in one place only (see the issue's item 5), the YAML's keys and the class's
-    PARAMS cannot drift apart: the same set, every key of the class reachable by ``method.KEY=...``."""
+def _impl(cls, backbone):
+    from grounding.methods.ours import _BY_KIND, Ours
+
+    return _BY_KIND["resnet" if backbone.startswith("rn") else "vit"] if cls is Ours else cls
+
+
+@pytest.mark.parametrize("option", GROUPS["method"])
+def test_method_yaml_sets_values_and_never_redeclares_the_class_keys(option):
+    """The key set is declared once, by the class (``PARAMS``): the YAML holds ``_target_``, ``name`` and only
+    values that differ from a declared default — no null key, no key the class lacks."""
     from hydra.utils import get_object
 
-    for option in options("method"):
-        node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
-        keys = set(node) - {"_target_", "name", "paper_defaults"}
-        assert keys == set(get_object(node._target_).PARAMS), option
+    node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
+    cls = get_object(node._target_)
+    for key in set(node) - {"_target_", "name"}:
+        assert key in cls.PARAMS, (option, key)
+        assert node[key] is not None and node[key] != cls.PARAMS[key].default, (option, key)
 
 
-@pytest.mark.parametrize("family", ["flickr", "vg"])
-def test_yaml_paper_defaults_table_is_the_one_the_class_uses(family):
-    """The composed config (YAML ``paper_defaults`` → hparams entry) and the class's ``default_params`` (the Python
-    API, run.json's ``overrides``) give the same values, so the two names of a table cannot drift apart."""
+@pytest.mark.parametrize("family_split", ["flickr_s1", "vg_s0"])
+@pytest.mark.parametrize("option", GROUPS["method"])
+def test_composed_method_holds_every_class_key_with_its_default(option, family_split):
+    """``--cfg job`` shows every key of ``PARAMS`` with the value a run uses when none is given: the class's
+    paper table for backbone × family (``paper_defaults``) and each ``Param.default``; the same values as the
+    class's ``default_params`` (the Python API, run.json's ``overrides``)."""
     from types import SimpleNamespace
 
     from hydra.utils import get_object
 
-    from grounding.methods.ours import _BY_KIND, Ours
+    family = split_info(family_split).family
+    cls = get_object(OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")._target_)
+    for backbone in ("vit_b16", "rn50x4"):
+        try:
+            paper = _impl(cls, backbone).default_params(SimpleNamespace(key=backbone), family)
+        except ValueError:
+            continue  # no such table for this backbone kind (denseclip on a ViT, the ViT family on a ResNet)
+        cfg = compose("config", [f"method={option}", f"backbone={backbone}", f"split={family_split}"])
+        got = OmegaConf.to_container(cfg.method)
+        assert set(got) == {"_target_", "name"} | set(cls.PARAMS), (option, backbone)
+        want = {k: None for k in cls.PARAMS}
+        want.update(paper)
+        assert {k: got[k] for k in cls.PARAMS} == want, (option, backbone)
 
-    for option in options("method"):
-        node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
-        if "paper_defaults" not in node:
-            continue
-        cls = get_object(node._target_)
-        for key in ("vit_b16", "rn50x4"):
-            impl = (_BY_KIND["resnet" if key.startswith("rn") else "vit"] if cls is Ours else cls)
-            try:
-                want = paper_hparams(key, node.paper_defaults, family, method=option)
-            except ValueError:
-                continue  # no such table for this backbone kind (denseclip on a ViT, the ViT family on a ResNet)
-            got = impl.default_params(SimpleNamespace(key=key), family)
-            assert {k: got[k] for k in want} == want, (option, key)
+
+def test_an_out_of_tree_class_declares_its_keys_once(tmp_path, monkeypatch):
+    """A plug-in class with ``PARAMS`` and a two-line YAML on the search path: its keys take overrides, its
+    defaults show in the composed config, a typo'd key fails in composition."""
+    from hydra.errors import ConfigCompositionException
+
+    (tmp_path / "method").mkdir()
+    (tmp_path / "knobbed_plugin.py").write_text(
+        "from grounding.methods.base import Param\n"
+        "class Knobbed:\n"
+        "    PARAMS = {'scale': Param('float', 'box scale', default=0.5), 'label': Param('str', 'a label')}\n")
+    (tmp_path / "method" / "knobbed.yaml").write_text("_target_: knobbed_plugin.Knobbed\nname: knobbed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    search = f"hydra.searchpath=[file://{tmp_path}]"
+    cfg = compose("config", [search, "method=knobbed", "method.label=x"])
+    assert OmegaConf.to_container(cfg.method) == {"scale": 0.5, "label": "x", "_target_": "knobbed_plugin.Knobbed",
+                                                  "name": "knobbed"}
+    with pytest.raises(ConfigCompositionException):
+        compose("config", [search, "method=knobbed", "method.scael=0.7"])

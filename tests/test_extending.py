@@ -65,6 +65,10 @@ def test_out_of_tree_methods_run_as_documented(tmp_path):
     assert set(by_method) == {"vanilla_patches", "center_box"}
     assert not (ROOT / "grounding" / "methods" / "my_methods.py").exists()
     _predictions_are_its_boxes(tmp_path, by_method["center_box"])
+    # keys declared once by the class: the YAML's values stay (not replaced by the paper table), a key the YAML
+    # does not name takes an override, the others come from the class's paper table
+    params = json.loads((by_method["vanilla_patches"] / "run.json").read_text())["method_params"]
+    assert params == {"alpha": 0.8, "temperature": 0.01, "prompt": "a photo of {}.", "box_search": "hierarchical"}
 
 
 def _predictions_are_its_boxes(tmp_path, run):

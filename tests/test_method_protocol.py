@@ -91,7 +91,7 @@ def test_a_method_missing_a_required_piece_is_refused_in_one_line(missing):
 def test_optional_hooks_have_one_name_and_a_default():
     assert hook(object(), "needs_proposals") is False and hook(object(), "tuned") is True
     assert hook(object(), "preload") is None and hook(object(), "prepare_features") is None
-    assert set(OPTIONAL_HOOKS) == {"needs_proposals", "preload", "prepare_features", "default_params", "validate",
+    assert set(OPTIONAL_HOOKS) == {"PARAMS", "paper_defaults", "needs_proposals", "preload", "prepare_features", "default_params", "validate",
                                    "tuned", "set_split_phrases"}
     assert hook(object(), "set_split_phrases") is None
     with pytest.raises(KeyError):

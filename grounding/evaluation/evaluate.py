@@ -22,7 +22,7 @@ from .runner import RunDirectory, check_on_error, parse_shard, run_split, select
 from ..data.completeness import completeness, summary_suffix  # issue 25
 
 log = logging.getLogger("grounding.eval")
-NON_PARAMS = ("_target_", "name", "paper_defaults")
+NON_PARAMS = ("_target_", "name")
 
 
 def method_params(cfg: DictConfig) -> Dict[str, Any]:

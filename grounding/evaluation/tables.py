@@ -53,13 +53,14 @@ def split_names(table: str = "zsg") -> List[str]:
 
 
 def family_methods(table: str = "dense_untuned") -> List[str]:
-    """Methods whose YAML takes its defaults from hyperparameter ``table`` (the training-free family)."""
+    """Methods whose class takes its defaults from hyperparameter ``table`` (the training-free family)."""
+    from hydra.utils import get_class
     from omegaconf import OmegaConf
 
-    from ..config import conf_dir, options
+    from ..config import method_yamls
 
-    return [m for m in options("method") if OmegaConf.load(conf_dir() / "method" / f"{m}.yaml").get(
-        "paper_defaults") == table]
+    return [m for m, path in method_yamls().items()
+            if getattr(get_class(str(OmegaConf.load(path)._target_)), "paper_defaults", None) == table]
 
 
 # --------------------------------------------------------------------------------------------- data in

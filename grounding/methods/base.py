@@ -34,8 +34,17 @@ Optional hooks, each with one name and the default the harness uses when it is a
 ``prepare_features(items) -> None`` — default: nothing
     ``items``: (prepared, phrases) pairs of several images; compute their features in one forward
     (``batch_images`` > 1). Must not change any result; an exception here is ignored (per-image work).
+``PARAMS: Mapping[str, Param]`` (class attribute) — default: none
+    The hyperparameters, declared once: the keys ``method.KEY=VALUE`` may set (the composed config holds
+    every one, with its ``Param.default`` or null — :func:`grounding.config.register_methods`), their types,
+    ranges and defaults. A method YAML sets values, never re-declares keys (a class without ``PARAMS``
+    declares its keys in its YAML).
+``paper_defaults: str`` (class attribute) — default: none
+    A table of :mod:`grounding.methods.hparams` (``ours``, ``denseclip``, ``dense_untuned``): the paper's
+    values for backbone × dataset family, which the composed config carries (``--cfg job`` shows them).
 ``default_params(backbone, family) -> dict`` (classmethod) — default ``{}``
     The values a run with no overrides uses; ``run.json``'s ``overrides`` lists what differs from them.
+    :class:`Method`'s: the ``paper_defaults`` table, then each ``Param.default`` (:func:`method_defaults`).
 ``validate(params, backbone_kind) -> dict`` (classmethod) — default: no config-time check
     Check hyperparameters before any model loads (types, ranges, unknown keys; :func:`validate_params`).
 ``set_split_phrases(phrases: list[str]) -> None`` — default: not called
@@ -55,6 +64,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from ..errors import GroundingError
+from .hparams import paper_hparams
 
 _REGISTRY: Dict[str, type] = {}
 
@@ -113,6 +123,8 @@ class MethodProtocol(Protocol):
 
 REQUIRED = ("name", "params", "prepare", "localize_prepared")
 OPTIONAL_HOOKS: Dict[str, Any] = {
+    "PARAMS": None,
+    "paper_defaults": None,
     "needs_proposals": False,
     "preload": None,
     "prepare_features": None,
@@ -159,6 +171,7 @@ class Param:
     expect: str = ""  # what ``check`` requires, for the error message
     choices: Tuple = ()
     feature: bool = False  # changes the phrase-independent features (part of the cache key)
+    default: Any = None  # the value a run uses when none is given (None: the paper's table, or set at run time)
 
     def coerce(self, key: str, value: Any) -> Any:
         v = value
@@ -223,6 +236,23 @@ BOX_PARAMS: Dict[str, Param] = {
 }
 
 
+def static_defaults(specs: Mapping[str, Param]) -> Dict[str, Any]:
+    """The declared default of each hyperparameter that has one (tuples as lists)."""
+    return {k: list(p.default) if isinstance(p.default, tuple) else p.default
+            for k, p in specs.items() if getattr(p, "default", None) is not None}
+
+
+def method_defaults(cls, backbone_key: Optional[str], family: str) -> Dict[str, Any]:
+    """The values a run with no overrides uses: the class's ``paper_defaults`` table
+    (:func:`grounding.methods.hparams.paper_hparams`) for backbone × family, then each ``Param``'s default."""
+    out: Dict[str, Any] = {}
+    table = getattr(cls, "paper_defaults", None)
+    if table and backbone_key is not None:
+        out.update(paper_hparams(backbone_key, table, family, method=cls.name))
+    out.update(static_defaults(getattr(cls, "PARAMS", {})))
+    return out
+
+
 def validate_params(method: str, specs: Mapping[str, Param], params: Mapping[str, Any],
                     not_applicable: Sequence[str] = ()) -> Dict[str, Any]:
     """Check ``params`` against ``specs``: unknown keys, types and ranges; ``None`` values are dropped.
@@ -269,10 +299,11 @@ class Method:
     """
 
     name: str = ""
-    PARAMS: Dict[str, Param] = {}
+    PARAMS: Dict[str, Param] = {}  # the hyperparameters, each declared once (a YAML may set values, not keys)
+    paper_defaults: Optional[str] = None  # a table of grounding/methods/hparams.py: the paper's values
 
     def __init__(self, backbone=None, *, device="cpu", precision="auto", family: str = "flickr", cache=None,
-                 name: Optional[str] = None, paper_defaults: Optional[str] = None, **params):
+                 name: Optional[str] = None, **params):
         from ..models.backbones import load_backbone
 
         given = validate_params(self.name, self.PARAMS, params, self.not_applicable(backbone))
@@ -290,7 +321,7 @@ class Method:
 
     @classmethod
     def default_params(cls, backbone, family: str) -> Dict[str, Any]:
-        return {}
+        return method_defaults(cls, getattr(backbone, "key", None), family)
 
     @classmethod
     def validate(cls, params: Mapping[str, Any], backbone_kind: Optional[str] = None) -> Dict[str, Any]:

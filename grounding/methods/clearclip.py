@@ -63,6 +63,5 @@ class ClearCLIP(PatchMethod):
     """ClearCLIP (Lan et al., ECCV 2024): last block = q-q attention only (no residual, no FFN)."""
 
     PARAMS = knob_params()
-    KNOBS = DEFAULTS
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

@@ -80,7 +80,6 @@ def patch_tokens(visual, x: torch.Tensor, blocks: int = DEFAULTS["blocks"]) -> t
 class CLIPSurgery(PatchMethod):
     """CLIP Surgery (Li et al., 2023): dual path with v-v attention in the last 6 blocks; similarity patch·(text−empty)."""
 
-    PARAMS = knob_params(blocks=Param("int", "dual-path blocks at the end of the tower", lambda v: v >= 1, "(>= 1)"))
-    KNOBS = DEFAULTS
+    PARAMS = knob_params(DEFAULTS, blocks=Param("int", "dual-path blocks at the end of the tower", lambda v: v >= 1, "(>= 1)"))
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

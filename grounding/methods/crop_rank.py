@@ -31,9 +31,9 @@ class CropRank(ProposalMethod):
     own_proposals = True
     PARAMS = {
         "variant": Param("str", "paper: OpenCV selective search, top 200 | reference: the reference's first 100 regions",
-                         choices=tuple(DEFAULT_PROPOSALS)),
-        "num_proposals": Param("int", "proposals ranked (default 200 paper / 100 reference)", positive, "(> 0)"),
-        "batch_size": Param("int", "crops embedded per forward pass", positive, "(> 0)"),
+                         choices=tuple(DEFAULT_PROPOSALS), default="paper"),
+        "num_proposals": Param("int", "proposals ranked (null: 200 paper / 100 reference)", positive, "(> 0)"),
+        "batch_size": Param("int", "crops embedded per forward pass", positive, "(> 0)", default=64),
     }
 
     def __init__(self, backbone=None, **kwargs):
@@ -42,10 +42,6 @@ class CropRank(ProposalMethod):
         self.num_proposals = int(self.params.get("num_proposals") or DEFAULT_PROPOSALS[self.variant])
         self.batch_size = int(self.params["batch_size"])
         self.params = {"variant": self.variant, "num_proposals": self.num_proposals, "batch_size": self.batch_size}
-
-    @classmethod
-    def default_params(cls, backbone, family):
-        return {"variant": "paper", "num_proposals": None, "batch_size": 64}
 
     def proposals(self, image: np.ndarray) -> np.ndarray:
         return self.default_proposals(image).boxes

@@ -34,7 +34,8 @@ class DenseRank(ProposalMethod):
     """Proposals ranked by the paper's box objective on a dense method's score map."""
 
     PARAMS = {
-        "dense": Param("str", "the dense method whose score map ranks the proposals (ours, gem, sclip, …)"),
+        "dense": Param("str", "the dense method whose score map ranks the proposals (ours, gem, sclip, …)",
+                       default="ours"),
         "alpha": Param("float", "area penalty α (null: the dense method's own)"),
     }
 
@@ -48,10 +49,6 @@ class DenseRank(ProposalMethod):
         self.alpha = float(self.params["alpha"] if self.params.get("alpha") is not None
                            else self.dense.params.get("alpha", 0.0))
         self.params = {"dense": name, "alpha": self.alpha, "dense_params": dict(self.dense.params)}
-
-    @classmethod
-    def default_params(cls, backbone, family):
-        return {"dense": "ours", "alpha": None}
 
     @classmethod
     def validate(cls, params, backbone_kind=None):

@@ -23,11 +23,7 @@ from .proposal import ProposalMethod
 class DetLabel(ProposalMethod):
     """Proposals ranked by cos(text(phrase), text("a photo of a {label}")), ties by detection score."""
 
-    PARAMS = {"template": Param("str", "label prompt, {} is the label name")}
-
-    @classmethod
-    def default_params(cls, backbone, family):
-        return {"template": "a photo of a {}"}
+    PARAMS = {"template": Param("str", "label prompt, {} is the label name", default="a photo of a {}")}
 
     def __init__(self, backbone=None, **kwargs):
         super().__init__(backbone, **kwargs)

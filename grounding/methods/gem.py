@@ -105,9 +105,10 @@ def patch_tokens(visual, x: torch.Tensor, depth: int = DEFAULTS["depth"], iterat
 class GEM(PatchMethod):
     """GEM (Bousselham et al., CVPR 2024): dual path with q-q/k-k/v-v self-self attention in the last 6 blocks."""
 
-    PARAMS = knob_params(depth=Param("int", "the dual path runs in the last depth-1 blocks", lambda v: v >= 2, "(>= 2)"),
-    iterations=Param("int", "self-self iterations", lambda v: v >= 1, "(>= 1)"),
-    inv_temperature=Param("float_or_auto", "1/τ of self-self attention, or auto (adaptive, as GEM)"))
-    KNOBS = DEFAULTS
+    PARAMS = knob_params(
+        DEFAULTS,
+        depth=Param("int", "the dual path runs in the last depth-1 blocks", lambda v: v >= 2, "(>= 2)"),
+        iterations=Param("int", "self-self iterations", lambda v: v >= 1, "(>= 1)"),
+        inv_temperature=Param("float_or_auto", "1/τ of self-self attention, or auto (adaptive, as GEM)"))
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

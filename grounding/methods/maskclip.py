@@ -73,6 +73,5 @@ class MaskCLIP(PatchMethod):
     """MaskCLIP (Zhou et al., ECCV 2022): the last block's attention replaced by its value path (residual and FFN kept)."""
 
     PARAMS = knob_params()
-    KNOBS = DEFAULTS
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

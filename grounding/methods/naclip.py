@@ -79,7 +79,6 @@ def patch_tokens(visual, x: torch.Tensor, gaussian_std: float = DEFAULTS["gaussi
 class NACLIP(PatchMethod):
     """NACLIP (Hajimiri et al., WACV 2025): last block = k-k attention + Gaussian neighbourhood bias (no residual, no FFN)."""
 
-    PARAMS = knob_params(gaussian_std=Param("float", "σ of the Gaussian neighbourhood prior, in patches", positive, "(> 0)"))
-    KNOBS = DEFAULTS
+    PARAMS = knob_params(DEFAULTS, gaussian_std=Param("float", "σ of the Gaussian neighbourhood prior, in patches", positive, "(> 0)"))
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

@@ -22,6 +22,7 @@ class Ours:
     """Factory: ``Ours(backbone, **params)`` returns the ViT or ResNet implementation, named ``ours``."""
 
     PARAMS = {**OursViT.PARAMS, **OursResNet.PARAMS}
+    paper_defaults = "ours"
 
     def __new__(cls, backbone=None, **kwargs):
         from ..models.backbones import load_backbone

@@ -21,7 +21,6 @@ from ..stages.regions import Regions, slic_regions
 from ..stages.score_map import AGGREGATIONS, aggregate_regions, minmax_normalise, phi
 from .base import BOX_PARAMS, ConfigError, Param, all_positive, positive, register_method
 from .dense import DenseMethod, Prepared
-from .hparams import paper_hparams
 
 
 def stem_geometry(visual, upsample: int, stem_padding="reference") -> Tuple[int, int]:
@@ -325,6 +324,7 @@ class OursViT(DenseMethod):
     mean φ of the regions covering each pixel."""
 
     PARAMS = VIT_PARAMS
+    paper_defaults = "ours"
     uses_regions = True
 
     def __init__(self, backbone=None, **kwargs):
@@ -332,10 +332,6 @@ class OursViT(DenseMethod):
         if not getattr(self.backbone, "has_class_token", True):
             raise ValueError(f"method {self.name!r} builds region tokens from the class token, which backbone "
                              f"{self.backbone.name} has none of; choose a patch-token method (maskclip, sclip, …)")
-
-    @classmethod
-    def default_params(cls, backbone, family):
-        return paper_hparams(backbone.key, "ours", family)
 
     def regions(self, prepared: Prepared) -> Regions:
         p = prepared.params

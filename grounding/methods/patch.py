@@ -16,7 +16,7 @@ subclass of :class:`PatchMethod` naming it, plus one YAML.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from ..stages.score_map import minmax_normalise, phi
 from .base import BOX_PARAMS, Param
 from .dense import DenseMethod, Prepared
-from .hparams import paper_hparams
 
 PATCH_PARAMS: Dict[str, Param] = dict(
     BOX_PARAMS,
@@ -44,11 +43,11 @@ def upsampled_cosine_map(cos_grid: np.ndarray, size: int) -> np.ndarray:
 
 
 class PatchMethod(DenseMethod):
-    """Base of the training-free ViT family: subclasses set ``tokens`` (their ``patch_tokens``), ``KNOBS``
-    (their own hyperparameters with defaults) and ``TEXT_MODE``."""
+    """Base of the training-free ViT family: subclasses set ``tokens`` (their ``patch_tokens``), ``PARAMS``
+    (:func:`knob_params`: the shared ones plus their own knobs, with defaults) and ``TEXT_MODE``."""
 
     TEXT_MODE = "plain"  # or "minus_empty" (CLIP Surgery)
-    KNOBS: Dict[str, Any] = {}
+    paper_defaults = "dense_untuned"  # α, σ and box search of ours-ViT (grounding/methods/hparams.py)
 
     def __init__(self, backbone=None, **kwargs):
         from .hparams import TUNED
@@ -62,19 +61,19 @@ class PatchMethod(DenseMethod):
         raise NotImplementedError
 
     @classmethod
-    def default_params(cls, backbone, family):
-        values = paper_hparams(backbone.key, "dense_untuned", family, method=cls.name)
-        return dict(values, **cls.KNOBS)
+    def knobs(cls):
+        """The method's own knobs (the feature parameters of its ``PARAMS``)."""
+        return [k for k, p in cls.PARAMS.items() if p.feature]
 
     def features(self, prepared: Prepared) -> torch.Tensor:
         if self.backbone.kind != "vit":
             raise ValueError(f"method {self.name!r} needs a ViT backbone")
-        knobs = {k: self.params[k] for k in self.KNOBS}
+        knobs = {k: self.params[k] for k in self.knobs()}
         return self.tokens(self.backbone.visual, self.input_tensor(prepared), **knobs)[0].float()  # (g², E)
 
     def feature_params(self, params=None):
         p = self.params if params is None else params
-        return {k: p[k] for k in self.KNOBS}
+        return {k: p[k] for k in self.knobs()}
 
     def phrase_text(self, phrase: str) -> str:
         prompt = self.params.get("prompt")
@@ -106,9 +105,13 @@ class PatchMethod(DenseMethod):
         return minmax_normalise(phi(upsampled_cosine_map(cos, prepared.map_size), params["temperature"]))
 
 
-def knob_params(**specs: Param) -> Dict[str, Param]:
-    """A family method's PARAMS: the shared ones plus its own knobs (all feature parameters)."""
+def knob_params(defaults: Optional[Dict[str, Any]] = None, **specs: Param) -> Dict[str, Param]:
+    """A family method's PARAMS: the shared ones plus its own knobs (all feature parameters), each knob's
+    default from ``defaults`` (the module's ``DEFAULTS``, which its ``patch_tokens`` also uses)."""
+    defaults = dict(defaults or {})
+    if set(defaults) != set(specs):
+        raise TypeError(f"knob_params: knobs {sorted(specs)} but defaults for {sorted(defaults)}")
     out = dict(PATCH_PARAMS)
     for k, p in specs.items():
-        out[k] = Param(p.kind, p.doc, p.check, p.expect, p.choices, feature=True)
+        out[k] = Param(p.kind, p.doc, p.check, p.expect, p.choices, feature=True, default=defaults[k])
     return out

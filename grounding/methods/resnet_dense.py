@@ -17,7 +17,6 @@ from torch import nn
 from ..stages.score_map import phi
 from .base import BOX_PARAMS, Param, register_method
 from .dense import DenseMethod, Prepared
-from .hparams import paper_hparams
 
 
 class DilatedAvgPool2d(nn.Module):
@@ -146,15 +145,11 @@ class OursResNet(DenseMethod):
 
     PARAMS = RESNET_PARAMS
     feature_dim = 1
-    table = "ours"
+    paper_defaults = "ours"
 
     def __init__(self, backbone=None, **kwargs):
         super().__init__(backbone, **kwargs)
         self._dilated = None
-
-    @classmethod
-    def default_params(cls, backbone, family):
-        return paper_hparams(backbone.key, cls.table, family)
 
     def features(self, prepared: Prepared) -> torch.Tensor:
         visual = self.backbone.visual
@@ -172,4 +167,4 @@ class OursResNet(DenseMethod):
 class DenseCLIP(OursResNet):
     """DenseCLIP baseline: the value path on the strided (1/32) map, bilinearly resized."""
 
-    table = "denseclip"
+    paper_defaults = "denseclip"

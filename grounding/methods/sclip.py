@@ -70,6 +70,5 @@ class SCLIP(PatchMethod):
     """SCLIP (Wang et al., ECCV 2024): correlative self-attention (softmax(qqᵀ)+softmax(kkᵀ))·v in the last block (residual and FFN kept)."""
 
     PARAMS = knob_params()
-    KNOBS = DEFAULTS
     TEXT_MODE = TEXT_MODE
     tokens = staticmethod(patch_tokens)

@@ -415,20 +415,24 @@ class VisualPromptMethod(ProposalMethod):
     ``set_split_phrases`` (optional hook) draws the subtraction bank from the split with ``subtract_seed``."""
 
     PARAMS = {
-        "representations": ListParam("list", "any subset of crop, blur, circle, blur_box_mask"),
-        "ensemble": ListParam("list", "more backbones whose logits are summed with the main one"),
-        "caption_bank": ListParam("list", "explicit subtraction bank (raw expressions) or null"),
-        "aggregator": Param("str", "sum | max over representations", choices=AGGREGATORS),
-        "subtract": Param("bool", "FGVP's score subtraction (mean logit of a caption bank)"),
-        "subtract_seed": Param("int", "seed of the bank drawn from the split's expressions"),
-        "bank_size": Param("int", "expressions in the drawn bank (FGVP: 500)", positive, "(> 0)"),
-        "batch_size": Param("int", "renders embedded per forward pass", positive, "(> 0)"),
+        "representations": ListParam("list", "any subset of crop, blur, circle, blur_box_mask (null: the preset)"),
+        "ensemble": ListParam("list", "more backbones whose logits are summed with the main one, e.g. [rn50x16]",
+                              default=()),
+        "caption_bank": ListParam("list", "explicit subtraction bank (raw expressions, prompted like the query)"),
+        "aggregator": Param("str", "sum | max over representations", choices=AGGREGATORS, default="sum"),
+        "subtract": Param("bool", "FGVP's score subtraction (mean logit of a caption bank, per representation)",
+                          default=False),
+        "subtract_seed": Param("int", "seed of the bank drawn from the split's expressions (when caption_bank is "
+                                      "null)", default=0),
+        "bank_size": Param("int", "expressions in the drawn bank", positive, "(> 0)", default=BANK_SIZE),
+        "batch_size": Param("int", "renders embedded per forward pass", positive, "(> 0)", default=32),
     }
 
     @classmethod
-    def default_params(cls, backbone, family):
-        return {"representations": list(PRESETS[cls.name]), "aggregator": "sum", "ensemble": [], "subtract": False,
-                "subtract_seed": 0, "caption_bank": None, "bank_size": BANK_SIZE, "batch_size": 32}
+    def preset(cls, name: str) -> dict:
+        """The ``PARAMS`` of the preset ``name``: its representations (:data:`PRESETS`) as the default."""
+        reps = cls.PARAMS["representations"]
+        return {**cls.PARAMS, "representations": ListParam(reps.kind, reps.doc, default=PRESETS[name])}
 
     @classmethod
     def validate(cls, params, backbone_kind=None) -> dict:
@@ -487,12 +491,18 @@ class VisualPromptMethod(ProposalMethod):
 class ReCLIP(VisualPromptMethod):
     """ReCLIP's isolated proposal scoring: ``[crop, blur]``."""
 
+    PARAMS = VisualPromptMethod.preset("reclip")
+
 
 @register_method("red_circle")
 class RedCircle(VisualPromptMethod):
     """Red-Circle as FGVP implements it: ``[crop, circle]``."""
 
+    PARAMS = VisualPromptMethod.preset("red_circle")
+
 
 @register_method("fgvp_box")
 class FGVPBox(VisualPromptMethod):
     """FGVP's blur reverse box mask: ``[crop, blur_box_mask]``."""
+
+    PARAMS = VisualPromptMethod.preset("fgvp_box")
