@@ -14,6 +14,20 @@ class GroundingError(Exception):
     says how to fix it; command-line entry points print it without a traceback (exit code 2)."""
 
 
+class ConfigError(GroundingError, ValueError):
+    """A configuration value is invalid; the message names the key and what is expected."""
+
+
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(value) -> str:
+    """The one check of ``on_error``: ``raise`` (a bad row stops the run) or ``skip`` (a recorded miss)."""
+    if value not in ON_ERROR:
+        raise ConfigError(f"on_error={value!r}: expected raise or skip")
+    return value
+
+
 def user_errors() -> Tuple[Type[BaseException], ...]:
     """Exceptions that describe a mistake in the input (message names the file/key and the fix)."""
     return (GroundingError, FileNotFoundError, IsADirectoryError, PermissionError)

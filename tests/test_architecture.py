@@ -206,3 +206,14 @@ def test_evaluation_functions_are_short_and_shadow_nothing():
                 if node.name == "fail":
                     shadows.append(f"{path.name}:{node.lineno}")
     assert not long and not shadows, (long, shadows)
+
+
+def test_device_precision_and_on_error_are_each_checked_in_one_place():
+    """Each fact once (issue 20, item 5): the GPU check and the precision rule live in models/placement.py,
+    the on_error rule in errors.py; the preflight and every backbone library call those."""
+    where = {"cuda.is_available(": "models/placement.py", "expected auto, fp32": "models/placement.py",
+             "is for CUDA; on CPU": "models/placement.py", "ON_ERROR = ": "errors.py",
+             'not in ("raise", "skip")': None, "expected raise or skip": "errors.py"}
+    for needle, home in where.items():
+        found = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if needle in p.read_text())
+        assert found == ([home] if home else []), (needle, found)

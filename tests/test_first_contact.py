@@ -50,6 +50,12 @@ MISTAKES = [
     ("eval: bad value", lambda t: _eval("split=demo", "backbone=toy", "method.alpha=abc"), "finite number"),
     ("eval: unknown added key", lambda t: _eval("split=demo", "backbone=toy", "+method.window=3"), "window"),
     ("eval: limit 0", lambda t: _eval("split=demo", "backbone=toy", "limit=0"), ">= 1"),
+    ("eval: fp16 on CPU", lambda t: _eval("split=demo", "backbone=toy", "precision=fp16"), "on CPU use fp32"),
+    ("localize: fp16 on CPU", lambda t: _localize(str(DEMO_IMAGE), "red", "backbone=toy", "precision=fp16"),
+     "on CPU use fp32"),
+    ("eval: unknown device", lambda t: _eval("split=demo", "backbone=toy", "device=gpu"), "cpu, cuda or cuda:N"),
+    ("eval: bad on_error", lambda t: _eval("split=demo", "backbone=toy", "on_error=ignore"), "raise or skip"),
+    ("eval: misspelt knob", lambda t: _eval("split=demo", "backbone=toy", "method=gem", "method.dpeth=3"), "dpeth"),
 ]
 
 

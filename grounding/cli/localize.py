@@ -78,7 +78,8 @@ def run(argv: List[str]) -> int:
 
     from ..config import compose
     from ..eval import _short_hydra_error
-    from ..evaluation.evaluate import check_backbone_config, check_device, validate_method_config
+    from ..evaluation.evaluate import check_backbone_config, validate_method_config
+    from ..models.placement import check_device, check_precision
     from ..methods.base import ConfigError
 
     image_path, phrase = argv[0], argv[1]
@@ -90,7 +91,8 @@ def run(argv: List[str]) -> int:
         raise ConfigError(_short_hydra_error(e, overrides)) from None
     check_backbone_config(cfg)  # first: it reads the node unresolved, so a bad path/arch is its one line
     validate_method_config(cfg)
-    check_device(cfg)
+    check_precision(cfg.get("precision", "auto"), cfg.get("device", "cpu"))
+    check_device(cfg.get("device", "cpu"))
 
     import numpy as np
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from grounding.data.datasets import BORDER_TOLERANCE, DatasetError, GroundingSplit, Sample
+from ..errors import check_on_error
 
 DROP_REASONS = ("notvisual", "scene", "no_box")
 SOURCE_HINT = ("Flickr30k Entities comes from github.com/BryanPlummer/flickr30k_entities (test.txt, val.txt, "
@@ -245,8 +246,7 @@ def load_flickr30k_entities(*, data_root, name: str, image_list: str = "flickr30
     stable); ``n_rows_in_csv`` counts them all and ``dropped`` says how many were left out and why.
     ``limit`` keeps the first N rows (the counts still cover the whole split).
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     root = Path(data_root)
     list_path, sdir, adir = root / image_list, root / sentences_dir, root / annotations_dir
     for d in (sdir, adir):

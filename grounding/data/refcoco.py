@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Tuple
 
 from grounding.data.datasets import BORDER_TOLERANCE, DatasetError, GroundingSplit, Sample
 from grounding.data.safe_pickle import safe_load
+from ..errors import check_on_error
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,7 @@ def load_refcoco(*, data_root, name: str, dataset: str = "refcoco", split_by: st
     ``index`` is the row's position among all sentences of the split (before ``limit``), ``csv_row``
     that position 1-based; ``limit`` keeps the first N rows.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     if split not in SPLIT_CHOICES:
         raise DatasetError(f"split {name}: unknown refer split {split!r}; known: {', '.join(SPLIT_CHOICES)}")
     root = Path(data_root)

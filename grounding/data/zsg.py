@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .datasets import DatasetError, GroundingSplit, Sample, parse_bbox, parse_queries
+from ..errors import check_on_error
 
 log = logging.getLogger(__name__)
 MAX_FIELD = 1 << 20  # characters; a longer field is reported, not parsed
@@ -66,8 +67,7 @@ def load_zsg_csv(*, data_root, name: str, csv: str, columns: Sequence[str], imag
                  on_error: str = "raise", limit: Optional[int] = None, **_) -> GroundingSplit:
     """Read a ZSGNet CSV (``columns`` = image, bbox, phrase column names). ``limit`` keeps the first N
     rows. ``phrase_types`` keeps phrases of those Flickr30k Entities types (flickr_other)."""
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     csv_path = Path(data_root) / csv
     if not csv_path.is_file():
         where = "the bundled demo" if name == "demo" else (

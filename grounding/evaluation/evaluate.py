@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import batch_images, run_spec
 from ..methods.base import ConfigError, check_method, hook
-from .runner import RunDirectory, check_on_error, parse_shard, run_split, select_shard
+from ..errors import check_on_error
+from ..models.placement import check_device, check_precision
+from .runner import RunDirectory, parse_shard, run_split, select_shard
 from ..data.completeness import completeness, summary_suffix  # issue 25
 
 log = logging.getLogger("grounding.eval")
@@ -56,9 +58,7 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
     workers = cfg.get("workers", 0) or 0
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"workers={workers!r}: expected an integer >= 0")
-    if str(cfg.get("precision", "auto")).lower() not in ("auto", "fp32", "float32", "fp16", "float16", "bf16",
-                                                         "bfloat16"):
-        raise ConfigError(f"precision={cfg.precision!r}: expected auto, fp32, fp16 or bf16")
+    check_precision(cfg.get("precision", "auto"), cfg.get("device", "cpu"))
     check_backbone_config(cfg, files=files)
     validate_method_config(cfg)
     from .proposal_runs import check_proposals
@@ -69,16 +69,7 @@ def preflight(cfg: DictConfig, files: bool = True) -> None:
     if "data_root" in cfg and not Path(str(cfg.data_root)).is_dir() and cfg.split.name != "demo":
         raise ConfigError(f"data_root={cfg.data_root} is not a folder; point it at the folder holding "
                           f"ds_csv_ann/ (see README's data layout)")
-    check_device(cfg)
-
-
-def check_device(cfg: DictConfig) -> None:
-    if str(cfg.get("device", "cpu")).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device={cfg.device} but torch sees no GPU (torch.cuda.is_available() is False); "
-                              f"use device=cpu")
+    check_device(cfg.get("device", "cpu"))
 
 
 def validate_method_config(cfg: DictConfig) -> None:

@@ -36,13 +36,12 @@ from .mapstore import save_score_map
 from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write_text, read_identity,  # noqa: F401
                        read_json_object, read_predictions)
 from ..data.datasets import check_box_in_image
-from ..errors import GroundingError  # noqa: F401
+from ..errors import GroundingError, check_on_error  # noqa: F401
 from ..methods.base import ConfigError, hook
 from ..data.completeness import completeness_fields  # issue 25
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
-ON_ERROR = ("raise", "skip")
 
 
 # ---------------------------------------------------------------------------------------- files
@@ -150,13 +149,6 @@ def group_by_image(samples: Iterable) -> "OrderedDict[str, list]":
     for s in samples:
         groups.setdefault(s.image_path, []).append(s)
     return groups
-
-
-def check_on_error(value) -> str:
-    """The one check of ``on_error``: ``raise`` (a bad row stops the run) or ``skip`` (a recorded miss)."""
-    if value not in ON_ERROR:
-        raise ConfigError(f"on_error={value!r}: expected raise or skip")
-    return value
 
 
 # ------------------------------------------------------------------------------------- images

@@ -63,14 +63,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
-from ..errors import GroundingError
+from ..errors import ConfigError  # noqa: F401  (methods and plug-ins import it from here)
 from .hparams import paper_hparams
 
 _REGISTRY: Dict[str, type] = {}
-
-
-class ConfigError(GroundingError, ValueError):
-    """A configuration value is invalid; the message names the key and what is expected."""
 
 
 def register_method(name: str):

@@ -10,26 +10,12 @@ import torch
 
 from ..data.images import CLIP_MEAN, CLIP_STD
 from .names import resnet_key, vit_key
+from .placement import check_precision
 
 
 def resolve_precision(precision: str, device: Union[str, torch.device]) -> torch.dtype:
-    """``auto`` → fp16 on CUDA (as the reference runs), fp32 elsewhere.
-
-    On CPU, ``bf16`` is an explicit opt-in (never the default: boxes may differ from fp32, see the
-    pipeline benchmark; it is faster only on CPUs with native bf16 matrix units, e.g. AVX-512 BF16/AMX);
-    fp16 on CPU is refused.
-    """
-    dev = torch.device(device)
-    p = (precision or "auto").lower()
-    if p == "auto":
-        return torch.float16 if dev.type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-             "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-    if p not in table:
-        raise ValueError(f"precision must be one of auto, fp32, fp16, bf16; got {precision!r}")
-    if dev.type == "cpu" and table[p] == torch.float16:
-        raise ValueError(f"precision={precision} is for CUDA; on CPU use fp32 (or auto), or bf16 as an opt-in")
-    return table[p]
+    """The torch dtype of :func:`grounding.models.placement.check_precision` (the one precision rule)."""
+    return getattr(torch, check_precision(precision, device))
 
 
 def state_dict_digest(model_or_sd) -> str:
@@ -151,14 +137,4 @@ class Backbone:
         return self.model.encode_image(x.to(self.dtype))
 
 
-def check_device(device) -> torch.device:
-    from .names import BackboneError
-
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BackboneError(f"device={device} but torch sees no GPU (torch.cuda.is_available() is False); "
-                            f"use device=cpu")
-    return dev
-
-
-__all__ = ["Backbone", "check_device", "geometry_key", "resolve_precision", "state_dict_digest", "tower_kind"]
+__all__ = ["Backbone", "geometry_key", "resolve_precision", "state_dict_digest", "tower_kind"]

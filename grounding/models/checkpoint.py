@@ -74,7 +74,8 @@ def cast_to_precision(model, dtype):
 def load_model(model, name: str, *, device, precision: str, source=None, key=None, tokenizer=None,
                library: str = "openai"):
     """An fp32 ``clip.model.CLIP`` → the adapter, on ``device`` in ``precision`` (OpenAI's casting)."""
-    from .adapter import Backbone, check_device, resolve_precision
+    from .adapter import Backbone, resolve_precision
+    from .placement import check_device
 
     dev = check_device(device)
     dtype = resolve_precision(precision, dev)
@@ -85,7 +86,7 @@ def load_model(model, name: str, *, device, precision: str, source=None, key=Non
 
 def load_file(path, name: str, *, device, precision: str, library: str = "openai"):
     """Read, build and cast the checkpoint at ``path`` (an existing file)."""
-    from .adapter import check_device
+    from .placement import check_device
 
     check_device(device)
     sd = read_state_dict(path)

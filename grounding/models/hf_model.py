@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from ..data.images import INPUT_SIZE
-from .adapter import Backbone, check_device, resolve_precision
+from .adapter import Backbone, resolve_precision
+from .placement import check_device
 from .hf_folder import HF_PREFIX, MODEL_TYPES, TOKENIZER_FILES, WEIGHT_FILES, check_hf_folder, preprocess_config
 from .names import BackboneError, vit_key
 from .text import check_phrase, warn_truncated

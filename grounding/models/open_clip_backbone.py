@@ -220,7 +220,8 @@ def load_open_clip(arch: str, pretrained: Optional[Union[str, os.PathLike]], dev
     model_cfg = cfg["model_cfg"]
     check_open_clip_servable(arch, model_cfg)
     path = None if random_weights and pretrained is None else _check_weights_file(arch, pretrained)
-    from .adapter import Backbone, check_device, resolve_precision
+    from .adapter import Backbone, resolve_precision
+    from .placement import check_device
 
     dev = check_device(device)
     dtype = resolve_precision(precision, dev)
