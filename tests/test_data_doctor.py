@@ -219,6 +219,75 @@ def test_every_split_yaml_says_its_published_size_or_that_there_is_none():
     assert split_config("demo").expected_rows == 93
 
 
+# split -> (published rows, what its expected_rows_source must quote); every other split has expected_rows: null.
+# A typo in a YAML's number, or a source that stops quoting the number, fails here.
+PUBLISHED = {
+    "demo": (93, ["93 shapes"]),
+    "refcoco_val": (10834, ["FlagEval", "validation(10834)", "refs(unc).p"]),
+    "refcoco_testA": (5657, ["FlagEval", "testA(5657)", "refs(unc).p"]),
+    "refcoco_testB": (5095, ["FlagEval", "testB(5095)", "refs(unc).p"]),
+    "refcocog_test": (9602, ["arXiv 1608.00525", "varun-nagaraja/referring-expressions issue #2",
+                             "5023 objects and 9,602 referring expressions", "You are right.",
+                             "refs(umd).p split 'test'"]),
+}
+# Sentences of several splits together, from a source independent of the per-split ones: JierunChen/Ref-L4 README,
+# "Error Rates and Annotation Statistics" (RefCOCO 21,586 / RefCOCO+ 21,373 / RefCOCOg 14,498 annotations of the
+# val and test splits). An oracle for numbers filled in later: a wrong one breaks the sum.
+PUBLISHED_TOTALS = {("refcoco_val", "refcoco_testA", "refcoco_testB"): 21586,
+                    ("refcoco_plus_val", "refcoco_plus_testA", "refcoco_plus_testB"): 21373,
+                    ("refcocog_val", "refcocog_test"): 14498}
+
+
+def _split_names():
+    return sorted(p.stem for p in (ROOT / "conf/split").glob("*.yaml"))
+
+
+def test_published_sizes_are_the_cited_ones():
+    names = _split_names()
+    assert set(PUBLISHED) <= set(names) and {n for g in PUBLISHED_TOTALS for n in g} <= set(names)
+    for name in names:
+        cfg = split_config(name)
+        if name not in PUBLISHED:
+            assert cfg.expected_rows is None and cfg.expected_rows_source is None, name
+            continue
+        rows, quotes = PUBLISHED[name]
+        assert cfg.expected_rows == rows, name
+        for q in quotes:
+            assert q in cfg.expected_rows_source, (name, q)
+
+
+def test_published_sizes_agree_with_independent_published_totals():
+    for group, total in PUBLISHED_TOTALS.items():
+        sizes = [split_config(n).expected_rows for n in group]
+        known = [s for s in sizes if s is not None]
+        if len(known) == len(sizes):
+            assert sum(known) == total, group
+        else:
+            assert sum(known) < total, group
+
+
+def test_readme_lists_the_published_sizes_of_the_registry():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    para = readme[readme.index("Published sizes recorded"):]
+    para = para[:para.index("ZSGNet's Flickr/VG CSVs.")]
+    for name, (rows, _) in PUBLISHED.items():
+        assert f"`{name}`" in para and (f"{rows:,}" in para or str(rows) in para), name
+
+
+def test_every_split_without_a_published_size_says_what_was_searched():
+    for name in _split_names():
+        text = (ROOT / "conf/split" / f"{name}.yaml").read_text().splitlines()
+        i = next(k for k, line in enumerate(text) if line.startswith("expected_rows:"))
+        block = []
+        for line in reversed(text[:i]):  # the comment block right above expected_rows
+            if not line.startswith("#"):
+                break
+            block.insert(0, line)
+        if split_config(name).expected_rows is None:
+            assert block and "(issue 25) -- searched:" in block[0], name  # why it is null ...
+            assert any(line.startswith("# searched: ") for line in block[1:]), name  # ... and where we looked
+
+
 def test_completeness_rules():
     cfg = {"name": "s", "expected_rows": 10}
     assert completeness(cfg, 10) == {"complete": True, "split_rows": 10, "expected_rows": 10}
