@@ -177,3 +177,19 @@ def test_batched_region_tokens_give_the_same_predictions(data, tmp_path, monkeyp
     m = evaluate_config(_cfg(data, "batch_images=3"), tmp_path / "three")
     assert batched == [3, 3]  # 6 images in two forwards
     assert _preds(tmp_path / "three") == _preds(tmp_path / "one") and m["n"] == 18
+
+
+@pytest.mark.parametrize("method", ["ours", "crop_rank", "gem"])
+def test_a_run_without_overrides_records_none(method, tmp_path):
+    """run.json's ``overrides`` (what differs from the class's defaults) is empty for a run that overrides nothing,
+    so the paper tables pick it (a crop_rank run once recorded its resolved ``num_proposals`` as an override)."""
+    cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", "limit=2", "cache.enabled=false",
+                             f"data_root={ROOT / 'data'}"])
+    evaluate_config(cfg, tmp_path / "run")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["overrides"] == {}, run["overrides"]
+    cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", "limit=2", "cache.enabled=false",
+                             f"data_root={ROOT / 'data'}", "method.alpha=0.123" if method != "crop_rank" else "variant=reference"])
+    evaluate_config(cfg, tmp_path / "changed")
+    changed = json.loads((tmp_path / "changed" / "run.json").read_text())["overrides"]
+    assert changed == ({"variant": "reference"} if method == "crop_rank" else {"alpha": 0.123}), changed
