@@ -98,23 +98,12 @@ def _rows(csv_path: Path, cols: List[str], data_root, template, on_error, limit,
     """Stream the CSV's rows as Samples: no image is opened, the per-row work is a few string operations
     (image paths are computed once per image reference), and the location of a row (file, data row,
     line) is only formatted for an error."""
-    img_col, box_col, phrase_col = cols
     root = os.path.abspath(data_root)
     paths = {}  # image reference -> path (rows of one image share it)
     csv.field_size_limit(min(sys.maxsize, (1 << 31) - 1))  # over-long fields are reported below, per row
     with open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:  # a BOM is accepted
         reader = csv.reader(f)
-        try:
-            header = next(reader, None)
-        except csv.Error as e:
-            raise DatasetError(f"{csv_path}, line {reader.line_num}: {e}") from None
-        if header is None:
-            raise DatasetError(f"{csv_path}: empty file (expected a header {','.join(cols)})")
-        missing = [c for c in cols if c not in header]
-        if missing:
-            raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {header}")
-        pos = [header.index(c) for c in cols]
-        n_fields = len(header)
+        header, pos = _read_header(reader, csv_path, cols)
         n_taken = n_in_csv = 0
         lim = int(limit) if limit is not None else float("inf")
         i = -1
@@ -131,45 +120,67 @@ def _rows(csv_path: Path, cols: List[str], data_root, template, on_error, limit,
             n_in_csv += 1
             if n_taken >= lim:
                 continue
-            image_path, box, phrases = "", (0.0, 0.0, 0.0, 0.0), [""]
-            try:
-                if len(fields) != n_fields:
-                    raise ValueError(f"has {len(fields)} fields, expected {n_fields} ({','.join(header)})")
-                if max(map(len, fields)) > MAX_FIELD:
-                    long = [header[k] for k, v in enumerate(fields) if len(v) > MAX_FIELD]
-                    raise ValueError(f"field {long[0]!r} is longer than {MAX_FIELD} characters")
-                if not all(map(str.isascii, fields)):
-                    bad = [header[k] for k, v in enumerate(fields) if _has_undecodable(v)]
-                    if bad:
-                        raise ValueError(f"field {bad[0]!r} is not valid UTF-8")
-                ref = fields[pos[0]]
-                image_path = paths.get(ref)
-                if image_path is None:
-                    image_path = paths[ref] = image_path_for(template, root, ref)
-                q = fields[pos[2]].strip()
-                phrases = [q] if q[:1] != "[" else parse_queries(q)
-                box = _box(fields[pos[1]])
-                if not phrases[0].strip():
-                    raise ValueError("phrase is empty")
-            except ValueError as e:
+            image_path, box, phrases, problem = _parse_row(fields, header, pos, paths, template, root)
+            if problem is not None:
                 where = f"{csv_path}, data row {i + 1} (line {reader.line_num})"
                 if on_error == "raise":
-                    raise DatasetError(f"{where}: {e}") from None
+                    raise DatasetError(f"{where}: {problem}") from None
                 n_taken += 1
-                yield Sample(i, image_path, box, phrases[0] if phrases else "", phrases, i + 1, error=f"{where}: {e}")
+                yield Sample(i, image_path, box, phrases[0] if phrases else "", phrases, i + 1,
+                             error=f"{where}: {problem}")
                 continue
+            t = None
             if types is not None:
                 t = types.get(phrases[0])
                 if t not in keep_types:
                     reason = f"phrase type not in {sorted(keep_types)}"
                     out.dropped[reason] = out.dropped.get(reason, 0) + 1
                     continue  # Flickr-Other: phrases typed "other" (unknown phrases dropped, as the reference)
-                n_taken += 1
-                yield Sample(i, image_path, box, phrases[0], phrases, i + 1, phrase_type=t)
-                continue
             n_taken += 1
-            yield Sample(i, image_path, box, phrases[0], phrases, i + 1)
+            yield Sample(i, image_path, box, phrases[0], phrases, i + 1, phrase_type=t)
         out.n_rows_in_csv += n_in_csv
+
+
+def _read_header(reader, csv_path: Path, cols: List[str]):
+    """The header row and the positions of the (image, bbox, phrase) columns, or a one-line DatasetError."""
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise DatasetError(f"{csv_path}, line {reader.line_num}: {e}") from None
+    if header is None:
+        raise DatasetError(f"{csv_path}: empty file (expected a header {','.join(cols)})")
+    missing = [c for c in cols if c not in header]
+    if missing:
+        raise DatasetError(f"{csv_path}: missing column(s) {missing}; found {header}")
+    return header, [header.index(c) for c in cols]
+
+
+def _parse_row(fields, header, pos, paths, template, root):
+    """(image path, box, phrases, problem) of one data row; ``problem`` is None for a good row, else what is
+    wrong, with the values read before it (a skipped row still names its image)."""
+    image_path, box, phrases = "", (0.0, 0.0, 0.0, 0.0), [""]
+    try:
+        if len(fields) != len(header):
+            raise ValueError(f"has {len(fields)} fields, expected {len(header)} ({','.join(header)})")
+        if max(map(len, fields)) > MAX_FIELD:
+            long = [header[k] for k, v in enumerate(fields) if len(v) > MAX_FIELD]
+            raise ValueError(f"field {long[0]!r} is longer than {MAX_FIELD} characters")
+        if not all(map(str.isascii, fields)):
+            bad = [header[k] for k, v in enumerate(fields) if _has_undecodable(v)]
+            if bad:
+                raise ValueError(f"field {bad[0]!r} is not valid UTF-8")
+        ref = fields[pos[0]]
+        image_path = paths.get(ref)
+        if image_path is None:
+            image_path = paths[ref] = image_path_for(template, root, ref)
+        q = fields[pos[2]].strip()
+        phrases = [q] if q[:1] != "[" else parse_queries(q)
+        box = _box(fields[pos[1]])
+        if not phrases[0].strip():
+            raise ValueError("phrase is empty")
+    except ValueError as e:
+        return image_path, box, phrases, str(e)
+    return image_path, box, phrases, None
 
 
 def _has_undecodable(s: str) -> bool:

@@ -239,7 +239,20 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
         ln_patches.append(block.ln_1(tokens[:, 1:]).reshape(n_img * n_patch, -1))
         tokens = block_forward(block, tokens, fused_self_attention)
 
-    # Region tokens to compute, in CSR form over the flattened (image, patch) index.
+    sizes, cols, owner, inverses = _region_rows(regions_list, grid, dedup, device)
+    r = x[torch.from_numpy(owner).to(device), 0]  # region tokens start as the class token
+    chunks = _region_chunks(sizes, cols, n_img * n_patch, region_chunk, dense, device)
+    r = _region_blocks(visual, r, ln_patches, chunks, dense)
+    r = visual.ln_post(r)
+    if visual.proj is not None:
+        r = r @ visual.proj
+    return [r[inv] for inv in inverses]
+
+
+def _region_rows(regions_list: Sequence[Regions], grid: int, dedup: bool, device):
+    """The region tokens to compute, in CSR form over the flattened (image, patch) index: each row's size
+    (patches), columns and owning image, and per image the rows of its regions (``inverses``)."""
+    n_patch = grid * grid
     sizes, cols, owner, inverses, n_rows = [], [], [], [], 0
     for b, regions in enumerate(regions_list):
         member = patch_membership(regions, grid, "cpu").numpy()
@@ -248,26 +261,33 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
             member = member[first]
         else:
             inv = np.arange(member.shape[0])
-        r, c = np.nonzero(member)
+        _, c = np.nonzero(member)
         sizes.append(member.sum(1))
         cols.append(c + b * n_patch)
         owner.append(np.full(member.shape[0], b))
         inverses.append(torch.from_numpy(inv + n_rows).to(device))
         n_rows += member.shape[0]
-    sizes, cols, owner = np.concatenate(sizes), np.concatenate(cols), np.concatenate(owner)
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return np.concatenate(sizes), np.concatenate(cols), np.concatenate(owner), inverses
 
-    r = x[torch.from_numpy(owner).to(device), 0]  # region tokens start as the class token
+
+def _region_chunks(sizes, cols, n_cols: int, region_chunk: int, dense: bool, device):
+    """(lo, hi, attention structure) per chunk of rows: a dense rows × patches mask, or segment groups."""
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     chunks = []
-    for lo in range(0, n_rows, region_chunk):
-        hi = min(lo + region_chunk, n_rows)
+    for lo in range(0, len(sizes), region_chunk):
+        hi = min(lo + region_chunk, len(sizes))
         if dense:
-            m = torch.zeros(hi - lo, n_img * n_patch, dtype=torch.bool)
+            m = torch.zeros(hi - lo, n_cols, dtype=torch.bool)
             m[np.repeat(np.arange(hi - lo), sizes[lo:hi]), cols[starts[lo]:starts[hi]]] = True
             chunks.append((lo, hi, m.to(device)))
         else:
             chunks.append((lo, hi, segment_groups(sizes[lo:hi], cols[starts[lo]:starts[hi]], device)))
-    d = x.shape[-1]
+    return chunks
+
+
+def _region_blocks(visual, r: torch.Tensor, ln_patches, chunks, dense: bool) -> torch.Tensor:
+    """The region tokens ``r`` through every block, each attending only to its region's patches (Eq. 7)."""
+    d = r.shape[-1]
     for block, ln_patch in zip(visual.transformer.resblocks, ln_patches):
         w, bias = block.attn.in_proj_weight, block.attn.in_proj_bias
         if not dense:
@@ -283,10 +303,7 @@ def vit_region_embeddings_batch(visual, images, regions_list: Sequence[Regions],
             rc = rc + layer_scale(block, 1)(a)
             parts.append(rc + layer_scale(block, 2)(block.mlp(block.ln_2(rc))))
         r = torch.cat(parts, 0)
-    r = visual.ln_post(r)
-    if visual.proj is not None:
-        r = r @ visual.proj
-    return [r[inv] for inv in inverses]
+    return r
 
 
 def vit_region_embeddings(visual, image: torch.Tensor, regions: Regions, *,
