@@ -193,6 +193,14 @@ def _backbone_fact(what: str, *, _parent_) -> str:
     return fact(what, _parent_=_parent_)
 
 
+def _config_groups() -> str:
+    """``--help``'s list of the groups a user chooses from (not the internal ``params``/``hparams`` entries)."""
+    return "\n".join(f"{g}: {', '.join(options(g))}"
+                     for g in ("split", "backbone", "method", "proposals", "family", "experiment"))
+
+
+if not OmegaConf.has_resolver("config_groups"):
+    OmegaConf.register_new_resolver("config_groups", _config_groups)
 if not OmegaConf.has_resolver("run_dir_name"):
     OmegaConf.register_new_resolver("run_dir_name", _resolve_run_dir_name)
 # ${backbone:key} / ${backbone:kind} in conf/backbone/*.yaml: derived by the node's library (torch-free)

@@ -99,6 +99,7 @@ def test_help_pages_list_what_can_be_run(tmp_path):
     assert r.returncode == 0
     for word in ("split: ", "flickr_s1", "refcoco_testA", "vit_b16", "maskclip", "experiment=demo", "alpha: 0.75"):
         assert word in r.stdout, word
+    assert "hparams/" not in r.stdout and "\nparams:" not in r.stdout  # internal entries are not choices
 
 
 def test_localize_help_lists_its_options(capsys):
