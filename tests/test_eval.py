@@ -193,3 +193,17 @@ def test_a_run_without_overrides_records_none(method, tmp_path):
     evaluate_config(cfg, tmp_path / "changed")
     changed = json.loads((tmp_path / "changed" / "run.json").read_text())["overrides"]
     assert changed == ({"variant": "reference"} if method == "crop_rank" else {"alpha": 0.123}), changed
+
+
+@pytest.mark.parametrize("method,given,want", [
+    ("crop_rank", ["method.num_proposals=50"], {"num_proposals": 50}),
+    ("dense_rank", ["method.alpha=0.3"], {"alpha": 0.3}),
+    ("dense_rank", [], {}),
+    ("ours", ["method.alpha=0.5"], {}),  # the toy's paper α is 0.5: giving it is no override
+])
+def test_overrides_count_a_key_without_default_once_it_is_given(method, given, want, tmp_path):
+    extra = ["proposals=selective_search"] if method == "dense_rank" else []
+    cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", "limit=1", "cache.enabled=false",
+                             f"data_root={ROOT / 'data'}", *extra, *given])
+    evaluate_config(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["overrides"] == want

@@ -111,15 +111,10 @@ def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
 
     spec = run_spec(cfg)
     params = json_safe(method.params)
-    defaults = hook(type(method), "default_params")
-    try:
-        paper = json_safe(defaults(backbone, cfg.family.name)) if defaults is not None else {}
-    except Exception:  # a method without defaults for this backbone
-        paper = {}
     spec.update({
         "method_params": params,
         # what differs from the paper's values for this backbone × family (tables pick runs with none)
-        "overrides": {k: v for k, v in params.items() if k in paper and paper[k] != v},
+        "overrides": run_overrides(cfg, method, backbone, params),
         "tuned": bool(hook(method, "tuned")),
         "backbone_file": json_safe(backbone.identity()) if backbone is not None else None,
         "annotations": {os.path.abspath(f): file_sha256(f) for f in split.source_files},
@@ -127,6 +122,21 @@ def build_identity(cfg: DictConfig, split, method, backbone) -> Dict[str, Any]:
         "feature_version": FEATURE_VERSION,
     })
     return spec
+
+
+def run_overrides(cfg: DictConfig, method, backbone, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The hyperparameters this run sets to something else than the method's defaults (``default_params``
+    for the backbone × family; a declared key without a default — resolved at run time, e.g. crop_rank's
+    ``num_proposals`` — counts once it is given), with their resolved values. Methods that declare neither
+    ``PARAMS`` nor defaults have none: their YAML is their only setting."""
+    defaults = hook(type(method), "default_params")
+    try:
+        paper = json_safe(defaults(backbone, cfg.family.name)) if defaults is not None else {}
+    except Exception:  # a method without defaults for this backbone
+        paper = {}
+    declared = set(hook(type(method), "PARAMS") or {}) | set(paper)
+    given = json_safe({k: v for k, v in method_params(cfg).items() if v is not None})
+    return {k: params.get(k, v) for k, v in given.items() if k in declared and paper.get(k) != v}
 
 
 def json_safe(x):
