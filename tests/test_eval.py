@@ -199,6 +199,7 @@ def test_a_run_without_overrides_records_none(method, tmp_path):
     ("crop_rank", ["method.num_proposals=50"], {"num_proposals": 50}),
     ("dense_rank", ["method.alpha=0.3"], {"alpha": 0.3}),
     ("dense_rank", [], {}),
+    ("dense_rank", ["method.dense_params={temperature:0.02}"], "dense_params"),
     ("ours", ["method.alpha=0.5"], {}),  # the toy's paper α is 0.5: giving it is no override
 ])
 def test_overrides_count_a_key_without_default_once_it_is_given(method, given, want, tmp_path):
@@ -206,4 +207,9 @@ def test_overrides_count_a_key_without_default_once_it_is_given(method, given, w
     cfg = compose("config", ["split=demo", "backbone=toy", f"method={method}", "limit=1", "cache.enabled=false",
                              f"data_root={ROOT / 'data'}", *extra, *given])
     evaluate_config(cfg, tmp_path / "run")
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["overrides"] == want
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    if want == "dense_params":  # the inner method got the value (its own defaults for the rest)
+        assert run["method_params"]["dense_params"]["temperature"] == 0.02
+        assert run["overrides"] == {"dense_params": run["method_params"]["dense_params"]}
+    else:
+        assert run["overrides"] == want

@@ -56,6 +56,9 @@ MISTAKES = [
     ("eval: unknown device", lambda t: _eval("split=demo", "backbone=toy", "device=gpu"), "cpu, cuda or cuda:N"),
     ("eval: bad on_error", lambda t: _eval("split=demo", "backbone=toy", "on_error=ignore"), "raise or skip"),
     ("eval: misspelt knob", lambda t: _eval("split=demo", "backbone=toy", "method=gem", "method.dpeth=3"), "dpeth"),
+    ("eval: misspelt inner key", lambda t: _eval("split=demo", "backbone=toy", "method=dense_rank",
+                                                 "proposals=selective_search", "method.dense_params={tmp:1}"),
+     "unknown key method.tmp for method 'ours'"),
 ]
 
 

@@ -161,7 +161,7 @@ def check_method(method: Any, label: Optional[str] = None) -> Any:
 class Param:
     """One hyperparameter: its type, an optional range check and a one-line description."""
 
-    kind: str  # float | int | bool | str | int_list
+    kind: str  # float | int | bool | str | int_list | float_or_auto | int_or_str | dict
     doc: str = ""
     check: Optional[Callable[[Any], bool]] = None
     expect: str = ""  # what ``check`` requires, for the error message
@@ -200,6 +200,10 @@ class Param:
         elif self.kind == "int_or_str":
             if isinstance(v, bool) or not isinstance(v, (int, str)):
                 raise bad
+        elif self.kind == "dict":
+            if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
+                raise bad
+            v = dict(v)
         if self.choices and v not in self.choices:
             raise bad
         if self.check is not None and not self.check(v):
@@ -209,7 +213,7 @@ class Param:
     def describe(self) -> str:
         base = {"float": "a finite number", "int": "an integer", "bool": "true or false", "str": "a string",
                 "int_list": "a non-empty list of integers", "int_or_str": "an integer or a string",
-                "float_or_auto": "a number or auto"}[self.kind]
+                "float_or_auto": "a number or auto", "dict": "a mapping of keys to values"}[self.kind]
         if self.choices:
             base = "one of " + ", ".join(map(str, self.choices))
         return f"{base}{' ' + self.expect if self.expect else ''}"

@@ -4,7 +4,8 @@ proposals: f(box) = Σ_box S / ΣS − α · area / image area, the best proposa
 
 A proposal's pixel box covers the score-map cells ``floor(x1·W/w) … ceil(x2·W/w) − 1`` (and likewise in
 y), at least one cell. ``alpha`` defaults to the dense method's own α (the paper's value for the backbone
-× dataset family). The image side is the dense method's prepared features, the phrase side its map.
+× dataset family); ``dense_params`` sets the dense method's own hyperparameters (``{temperature: 0.02}``,
+checked by that method). The image side is the dense method's prepared features, the phrase side its map.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import math
 import numpy as np
 
 from ..stages.box_search import box_objective
-from .base import ConfigError, Param, method_class, register_method
+from .base import ConfigError, Param, hook, method_class, register_method
 from .proposal import ProposalMethod
 
 
@@ -37,6 +38,7 @@ class DenseRank(ProposalMethod):
         "dense": Param("str", "the dense method whose score map ranks the proposals (ours, gem, sclip, …)",
                        default="ours"),
         "alpha": Param("float", "area penalty α (null: the dense method's own)"),
+        "dense_params": Param("dict", "the dense method's hyperparameters, e.g. {temperature: 0.02}"),
     }
 
     def __init__(self, backbone=None, **kwargs):
@@ -45,7 +47,8 @@ class DenseRank(ProposalMethod):
         cls = method_class(name)
         if getattr(cls, "needs_proposals", False):
             raise ConfigError(f"method.dense={name!r} is a proposal method; choose a dense one (ours, gem, …)")
-        self.dense = cls(self.backbone, device=self.device, family=self.family, cache=self.cache)
+        self.dense = cls(self.backbone, device=self.device, family=self.family, cache=self.cache,
+                         **self.params.get("dense_params", {}))
         self.alpha = float(self.params["alpha"] if self.params.get("alpha") is not None
                            else self.dense.params.get("alpha", 0.0))
         self.params = {"dense": name, "alpha": self.alpha, "dense_params": dict(self.dense.params)}
@@ -53,7 +56,14 @@ class DenseRank(ProposalMethod):
     @classmethod
     def validate(cls, params, backbone_kind=None):
         out = super().validate(params, backbone_kind)
-        method_class(out.get("dense", "ours"))  # an unknown name: one line listing the registered ones
+        inner = method_class(out.get("dense", "ours"))  # an unknown name: one line listing the registered ones
+        given = out.get("dense_params", {})
+        try:
+            check = hook(inner, "validate")
+            if check is not None:
+                check(given, backbone_kind)
+        except ConfigError as e:
+            raise ConfigError(f"method.dense_params: {e}") from None
         return out
 
     def image_side(self, image, proposals):
