@@ -213,3 +213,18 @@ def test_overrides_count_a_key_without_default_once_it_is_given(method, given, w
         assert run["overrides"] == {"dense_params": run["method_params"]["dense_params"]}
     else:
         assert run["overrides"] == want
+
+
+def test_a_changed_derived_field_is_updated_not_refused(data, tmp_path):
+    """run.json's ``overrides`` is bookkeeping derived from the parameters: an older rule's value is brought up to
+    date on resume (the predictions are kept), while a changed parameter is still refused."""
+    run = tmp_path / "r"
+    evaluate_config(_cfg(data, "limit=2"), run)
+    ident = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(dict(ident, overrides={"num_proposals": 200})))
+    before = _preds(run)
+    evaluate_config(_cfg(data, "limit=2"), run)
+    assert json.loads((run / "run.json").read_text())["overrides"] == ident["overrides"] and _preds(run) == before
+    (run / "run.json").write_text(json.dumps(dict(ident, method_params=dict(ident["method_params"], alpha=0.1))))
+    with pytest.raises(RuntimeError, match="another configuration; differing: method_params.alpha"):
+        evaluate_config(_cfg(data, "limit=2"), run)

@@ -109,8 +109,14 @@ def identity_differences(old: Dict[str, Any], new: Dict[str, Any], prefix: str =
     return out
 
 
+# Bookkeeping derived from the rest of the identity (what differs from the defaults, the "tuned" mark): a change
+# of how it is derived never makes predictions differ, so it is brought up to date instead of refused.
+DERIVED = ("overrides", "tuned")
+
+
 def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
-    """Refuse to mix predictions of different configurations in one run directory."""
+    """Refuse to mix predictions of different configurations in one run directory; an identity differing only in
+    :data:`DERIVED` fields is rewritten with the new ones."""
     old = read_identity(run_dir)
     if old is None:
         pred = Path(run_dir) / PRED_FILE
@@ -119,10 +125,14 @@ def check_run_identity(run_dir: Path, identity: Dict[str, Any]) -> None:
                            f"is unknown; move the directory away (or delete it) to start over")
         atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
         return
-    diff = identity_differences(old, json.loads(json.dumps(identity, default=str)))
+    new = json.loads(json.dumps(identity, default=str))
+    diff = identity_differences({k: v for k, v in old.items() if k not in DERIVED},
+                                {k: v for k, v in new.items() if k not in DERIVED})
     if diff:
         raise RunError(f"{run_dir} holds predictions of another configuration; differing: " + "; ".join(diff)
                        + ". Use another run directory (hydra.run.dir=...) or delete this one.")
+    if any(old.get(k) != new.get(k) for k in DERIVED):
+        atomic_write_text(Path(run_dir) / RUN_FILE, json.dumps(identity, indent=1, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------- runner
