@@ -105,12 +105,12 @@ def _store_method(method: str, cls, yaml_keys) -> None:
     """The entries of one method class; a value its YAML sets is the YAML's (never replaced by the table)."""
     from hydra.core.config_store import ConfigStore
 
+    from .methods.base import static_defaults
+
     cs = ConfigStore.instance()
     specs = getattr(cls, "PARAMS", None)
     if isinstance(specs, dict) and specs:
-        node = {k: getattr(spec, "default", None) for k, spec in specs.items()}
-        cs.store(group="params", name=method, package="method",
-                 node={k: list(v) if isinstance(v, tuple) else v for k, v in node.items()})
+        cs.store(group="params", name=method, package="method", node={**dict.fromkeys(specs), **static_defaults(specs)})
     table = getattr(cls, "paper_defaults", None)
     if not table:
         return

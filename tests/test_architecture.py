@@ -17,7 +17,8 @@ ALLOWED = {
     "stages": {"stages"},
     "proposals": {"proposals", "data", "paths", "errors"},  # proposal sources: before the features
     "methods": {"methods", "models", "stages", "data", "errors", "proposals"},
-    "config": {"methods.hparams", "paths", "models.registry"},  # models.registry: torch-free ${backbone:key}
+    # models.registry: torch-free ${backbone:key}; methods.base (torch-free): the Param declarations' defaults
+    "config": {"methods.hparams", "methods.base", "paths", "models.registry"},
     "api": {"api", "methods", "models", "data"},
     "evaluation": {"evaluation", "methods", "models", "stages", "data", "config", "errors", "proposals"},
     "cli": {"cli", "config", "api", "evaluation", "methods", "models", "data", "stages", "eval", "errors",
