@@ -216,3 +216,16 @@ def test_device_precision_and_on_error_are_each_checked_in_one_place():
     for needle, home in where.items():
         found = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py") if needle in p.read_text())
         assert found == ([home] if home else []), (needle, found)
+
+
+def test_config_and_the_method_declarations_import_without_torch():
+    """Composing starts torch-free: grounding.config, the protocol and Param declarations (methods.base) and the
+    paper tables; torch comes with the method classes, when a config is composed."""
+    import subprocess
+    import sys
+
+    code = ("import sys, grounding.config, grounding.methods.base, grounding.methods.hparams; "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=PKG.parent)
+    assert r.stdout.strip() == "False", r.stderr[-2000:]
