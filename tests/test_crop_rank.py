@@ -64,3 +64,39 @@ def test_embeddings_ranking_and_oracle(bb, image, variant):
     cr.backbone = Backbone("tiny", bb.model, bb.device, bb.dtype)
     cr.backbone.encode_text = lambda phrase: prep.embeddings[k]
     assert cr.localize_prepared(prep, "anything").box == tuple(prep.proposals[k])
+
+
+def _brute_crop_scores(backbone, image, boxes, phrase):
+    """Oracle, written apart from CropRank: each crop ``image[y1:y2, x1:x2]`` resized to the model's own input
+    size (PIL bicubic), CLIP-normalised by hand, ``encode_image``, cosine with the phrase's text embedding."""
+    from PIL import Image
+
+    size = int(backbone.visual.input_resolution)
+    mean, std = np.array(backbone.mean), np.array(backbone.std)
+    t = backbone.encode_text(phrase)
+    out = []
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=int):
+        crop = Image.fromarray(image[y1:y2, x1:x2]).resize((size, size), Image.BICUBIC)
+        x = (np.asarray(crop, dtype=np.float64) / 255.0 - mean) / std
+        x = torch.from_numpy(x.transpose(2, 0, 1)[None].astype(np.float32))
+        with torch.no_grad():
+            e = backbone.model.encode_image(x)[0].float()
+        out.append(float(e @ t / e.norm()))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("kind,size,extra", [("resnet", 288, {}), ("vit", 320, {"patch_size": 32}),
+                                             ("vit", 336, {"patch_size": 14})], ids=["rn288", "vit320", "vit336p14"])
+def test_crop_rank_runs_at_the_backbones_own_input_size(image, kind, size, extra):
+    """A non-224 backbone (RN50x4 288, ViT-L/14@336, …): crops are resized to its own input size, so Crop & Rank
+    runs; the scores equal a brute-force recomputation, the default proposals (selective search) run too."""
+    bb = Backbone("t", tiny_clip(kind, image_resolution=size, seed=5, **extra), torch.device("cpu"), torch.float32)
+    assert bb.input_size == size
+    h, w = image.shape[:2]
+    boxes = np.array([[3, 5, w // 2, h // 3], [w // 4, h // 5, w - 2, h - 1], [0, 0, w, h]], dtype=float)
+    cr = CropRank(bb, batch_size=2)
+    res = cr.localize_prepared(cr.prepare(image, proposals=boxes), "a cup")
+    np.testing.assert_allclose(res.scores, _brute_crop_scores(bb, image, boxes, "a cup"), rtol=1e-4, atol=1e-5)
+    assert res.box == tuple(boxes[int(np.argmax(res.scores))])
+    got = CropRank(bb, num_proposals=5)(image, "a cup")
+    assert len(got.box) == 4

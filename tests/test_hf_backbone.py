@@ -481,3 +481,83 @@ def test_end_token_index_is_where_transformers_pools(pairs, siglip):
     assert int(sb.end_token_index(sb.tokenize("a dog"))[0]) == 15  # SigLIP pools the last position
     assert sb.has_class_token is False and hb.has_class_token is True
     assert hb.logit_scale == pytest.approx(float(hb.model.hf.logit_scale.exp()))
+
+
+# ------------------------------------------------------------------------------ non-224 inputs (the model's own size)
+@pytest.fixture(scope="module")
+def pair_320(tmp_path_factory):
+    """A ViT-B/32-like tower at 320 px (10×10 grid) as OpenAI Backbone and as a transformers CLIPModel folder."""
+    model = tiny_clip("vit", patch_size=32, seed=43, vision_layers=2, vision_width=64, embed_dim=32, image_resolution=320)
+    folder = save_hf_clip(model, tmp_path_factory.mktemp("hf_vit32_320") / "clip-tiny-vit32-320")
+    return Backbone("tiny-vit32-320", model, "cpu", torch.float32), load_backbone(f"hf:{folder}"), folder
+
+
+@pytest.mark.parametrize("method", TRAINING_FREE + ("crop_rank",))
+def test_non_224_folder_same_maps_and_boxes_as_openai_clip(method, pair_320, image):
+    """Cross-library oracle at the model's own input size: the patch family (score map on the 10×10 grid
+    upsampled to 320) and Crop & Rank (crops resized to 320) agree between transformers and OpenAI's clip."""
+    ref, hb, _ = pair_320
+    assert hb.input_size == ref.input_size == 320 and hb.key == ref.key == "vit_b32_320"
+    params = {"num_proposals": 4} if method == "crop_rank" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
+        a = Localizer(ref, method, **params)(image, "a woman's face")
+        b = Localizer(hb, method, **params)(image, "a woman's face")
+    if method != "crop_rank":
+        assert a.score_map.shape == b.score_map.shape == (320, 320)
+        np.testing.assert_allclose(b.score_map, a.score_map, atol=1e-4)
+        assert b.cell_box == a.cell_box
+    assert b.box == a.box
+
+
+@pytest.fixture(scope="module")
+def siglip_288(tmp_path_factory):
+    """A tiny SigLIP folder at 288 px, patch 32 (9×9 grid): served like a 224 px one."""
+    torch.manual_seed(1)
+    cfg = transformers.SiglipConfig(
+        text_config=dict(vocab_size=32, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=16, projection_size=64),
+        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
+                           image_size=288, patch_size=32))
+    model = transformers.SiglipModel(cfg).eval()
+    folder = tmp_path_factory.mktemp("siglip288") / "siglip-tiny-288"
+    model.save_pretrained(folder)
+    siglip_tokenizer().save_pretrained(folder)
+    transformers.SiglipImageProcessor(size={"height": 288, "width": 288}, image_mean=[0.5] * 3,
+                                      image_std=[0.5] * 3).save_pretrained(folder)
+    return model, load_backbone(f"hf:{folder}"), folder
+
+
+@pytest.mark.parametrize("method", ("maskclip", "naclip", "crop_rank"))
+def test_non_224_siglip_folder_runs_patch_methods_and_crop_rank(method, siglip_288, image):
+    """No 224-only refusal any more: a 288 px SigLIP runs on its own grid. Oracle: MaskCLIP's map is the one
+    computed from transformers' own modules on the 288 px input (last layer: value path, residual, MLP)."""
+    model, hb, _ = siglip_288
+    assert hb.input_size == 288 and hb.key == "vit_b32_288"
+    params = {"num_proposals": 4} if method == "crop_rank" else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loc = Localizer(hb, method, **params)
+        out = loc(image, "a woman's face")
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = out.box
+    assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
+    if method == "crop_rank":
+        return
+    assert out.score_map.shape == (288, 288) and np.isfinite(out.score_map).all()
+    if method == "maskclip":
+        from grounding.methods.patch import upsampled_cosine_map
+        from grounding.stages.score_map import minmax_normalise, phi
+
+        arr = np.asarray(Image.fromarray(image).resize((288, 288), Image.BICUBIC), dtype=np.float32) / 255.0
+        x = torch.from_numpy(((arr - 0.5) / 0.5).transpose(2, 0, 1)[None].copy())
+        vm = model.vision_model
+        with torch.no_grad():
+            hs = vm(pixel_values=x, output_hidden_states=True).hidden_states[-2]
+            last = vm.encoder.layers[-1]
+            hs = hs + last.self_attn.out_proj(last.self_attn.v_proj(last.layer_norm1(hs)))
+            f = vm.post_layernorm(hs + last.mlp(last.layer_norm2(hs)))[0]
+        assert f.shape[0] == 81  # the model's own 9×9 grid
+        cos = (f / f.norm(dim=-1, keepdim=True)) @ hb.encode_text("a woman's face")
+        want = minmax_normalise(phi(upsampled_cosine_map(cos.numpy(), 288), loc.method.params["temperature"]))
+        np.testing.assert_allclose(out.score_map, want, atol=1e-4)

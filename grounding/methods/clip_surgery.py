@@ -35,7 +35,8 @@ Variants in the source, not used here:
   mean over a label set of image⊙text products, softmax(2·cls·text) weights — needs a label set, so
   the phrase-grounding contract uses the empty-string variant.
 - The reference's demo encodes texts with an 85-template prompt ensemble; the contract uses no template.
-- The reference interpolates positional embeddings for other input sizes; the contract feeds 224×224.
+- The reference interpolates positional embeddings for other input sizes; the contract feeds the model's own
+  input size (224 for every paper backbone), so none is needed.
 """
 from __future__ import annotations
 

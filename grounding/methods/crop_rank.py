@@ -7,7 +7,9 @@ pure-Python selective search (scale 500, σ 0.9, min size 50) and its *first 100
 finest initial segments rather than the best proposals (see
 :mod:`grounding.proposals.selective_search_regions`); crops are ``image[y1:y2+1, x1:x2+1]`` and the
 winning region's (x1, y1, x2, y2) is returned as is. With ``proposals=gt|detections|…`` it ranks those.
-Crops are resized to 224×224 (PIL bicubic, as the reference) and embedded in batches.
+Crops are resized to the backbone's own input size (``backbone.input_size``: 224×224 for every backbone of the
+paper's Crop & Rank numbers, 288 for RN50x4, 336 for ViT-L/14@336, …; PIL bicubic, as the reference) and
+embedded in batches.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.images import INPUT_SIZE, preprocess
+from ..data.images import preprocess
 from ..proposals.base import ProposalSet
 from ..proposals.selective_search import DEFAULT_PROPOSALS, selective_search_set
 from .base import Param, positive, register_method
@@ -58,15 +60,16 @@ class CropRank(ProposalMethod):
             crop = image[y1:y2 + 1, x1:x2 + 1]
         else:
             crop = image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
-        return np.asarray(Image.fromarray(crop).resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC))
+        size = self.backbone.input_size
+        return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC))
 
     @torch.no_grad()
     def image_side(self, image: np.ndarray, proposals: ProposalSet) -> torch.Tensor:
         """(N, E) L2-normalised CLIP embeddings of the crops (inclusive crops for a set of inclusive pixel
         boxes, e.g. the reference's selective search, whatever ``variant`` says)."""
-        embs = []
+        embs, size = [], self.backbone.input_size
         for s in range(0, len(proposals), self.batch_size):
-            x = torch.cat([preprocess(self._crop(image, b, proposals.meta.get("inclusive")), INPUT_SIZE, self.device, self.backbone.dtype,
+            x = torch.cat([preprocess(self._crop(image, b, proposals.meta.get("inclusive")), size, self.device, self.backbone.dtype,
                                       self.backbone.mean, self.backbone.std)
                            for b in proposals.boxes[s:s + self.batch_size]])
             e = self.backbone.encode_image(x).float()

@@ -32,7 +32,7 @@ Variants / behaviour of the source not used here:
 - ``ss_attn_temp`` (our ``inv_temperature``) fixed instead of adaptive; ``ss_attn_iter`` > 1;
   ``gem_depth`` other than 7; ``return_ori=True`` gives CLIP's own (original path) features.
 - ``modified_vit_forward`` resamples positional embeddings (bicubic, antialiased) for other input sizes
-  (its demo feeds 448×448); the contract feeds 224×224, where it is the identity.
+  (its demo feeds 448×448); the contract feeds the model's own input size, where it is the identity.
 - The repository pins ``open_clip_torch<=2.23.0``: its forward permutes tokens to sequence-first before
   ``visual.transformer``, which only open_clip ≤ 2.23 towers expect (3.x towers are batch-first and would
   mix the tokens of a sequence into the batch dimension in the unmodified blocks).

@@ -1,14 +1,16 @@
 """The training-free dense-CLIP family's shared orchestration: a score map from the model's own patch grid.
 
 The contract, identical for every method of the family (MaskCLIP, SCLIP, ClearCLIP, NACLIP, GEM,
-CLIP Surgery): the input is ours's (RGB → 224×224 bicubic → CLIP mean/std); the method's patch tokens
-after ``ln_post`` and ``proj``, L2-normalised, on the g×g grid (g = 224 / patch); the phrase embedding is
-the L2-normalised ``encode_text(tokenize(phrase))`` (no template unless ``prompt`` is set); cos = patch ·
-text — CLIP Surgery: patch · (text − empty), the empty string's embedding normalised the same way and
-the difference *not* renormalised; the g×g cos grid bilinearly upsampled to 224×224
-(``align_corners=False``) → φ = exp(cos/σ) → min–max normalised; the box from the same box search as
-ours. No sliding window, no PAMR, no softmax over classes; no stride reduction and no positional-embedding
-interpolation.
+CLIP Surgery): the input is the model's own input size S (``backbone.input_size``: 224 for every paper
+backbone, 336 for ViT-L/14@336, 384 for a SigLIP so400m-patch14-384, …; RGB → S×S bicubic → the backbone's
+mean/std, as ours's at 224); the method's patch tokens after ``ln_post`` and ``proj``, L2-normalised, on the
+model's own g×g grid (g = S / patch); the phrase embedding is the L2-normalised
+``encode_text(tokenize(phrase))`` (no template unless ``prompt`` is set); cos = patch · text — CLIP Surgery:
+patch · (text − empty), the empty string's embedding normalised the same way and the difference *not*
+renormalised; the g×g cos grid bilinearly upsampled to S×S (``align_corners=False``) → φ = exp(cos/σ) →
+min–max normalised; the box from the same box search as ours. No sliding window, no PAMR, no softmax over
+classes; no stride reduction and no positional-embedding interpolation (the model's own grid, so none is
+needed).
 
 A method of the family is one module: its ``patch_tokens(visual, x, **knobs)`` and a registered
 subclass of :class:`PatchMethod` naming it, plus one YAML.
@@ -55,6 +57,12 @@ class PatchMethod(DenseMethod):
         super().__init__(backbone, **kwargs)
         # α and σ are ours-ViT's unless tuned for this method (scripts/tune.py → hparams.TUNED)
         self.tuned = (self.name, self.backbone.key, self.family) in TUNED
+
+    @property
+    def input_size(self) -> int:
+        """The backbone's own input size (224 for every paper backbone): the model's own patch grid, so no
+        positional-embedding interpolation (ours/DenseCLIP keep :class:`DenseMethod`'s 224)."""
+        return int(self.backbone.input_size)
 
     @staticmethod
     def tokens(visual, x, **knobs):  # pragma: no cover - set by subclasses

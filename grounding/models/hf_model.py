@@ -16,7 +16,8 @@ The image tower is re-exposed under the names :mod:`grounding.models.vit` and ev
 operations as the OpenAI and open_clip paths. SigLIP has no class token (``class_embedding is None``: the
 methods take every token as a patch), no pre-LayerNorm and no projection: its patch tokens after
 ``post_layernorm``, without the attention-pooling head, are the dense features; ``encode_image`` (Crop & Rank)
-is its pooled head. Input size and mean/std come from ``preprocessor_config.json``; how an image becomes the
+is its pooled head. Input size and mean/std come from ``preprocessor_config.json`` (any size: the patch-token
+methods, Crop & Rank and the proposal rankers feed the model its own input size, e.g. 384 for so400m-patch14-384); how an image becomes the
 square input is the harness's own (the folder's resize + centre crop is not used). The text side is the
 folder's tokenizer padded to the model's context (CLIP pads with its end token; transformers pools at the
 first end token, as OpenAI's argmax), with no prompt template.
@@ -32,7 +33,6 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ..data.images import INPUT_SIZE
 from .adapter import Backbone, resolve_precision
 from .placement import check_device
 from .hf_folder import HF_PREFIX, MODEL_TYPES, TOKENIZER_FILES, WEIGHT_FILES, check_hf_folder, preprocess_config
@@ -214,10 +214,6 @@ def load_hf(path: Union[str, os.PathLike], device="cpu", precision: str = "auto"
     folder = Path(str(path)).expanduser().resolve()
     model_type = cfg["model_type"]
     pre = preprocess_config(folder, cfg)
-    if model_type == "siglip" and pre["size"] != INPUT_SIZE:
-        raise BackboneError(f"{folder}: a {pre['size']} px SigLIP; only {INPUT_SIZE} px SigLIP folders are served (every "
-                            f"backbone sees {INPUT_SIZE}x{INPUT_SIZE} inputs and the patch-token methods do not "
-                            f"interpolate positional embeddings)")
     dev = check_device(device)
     dtype = resolve_precision(precision, dev)
     hf = _load_model(folder, model_type).eval().requires_grad_(False).to(device=dev, dtype=dtype)
