@@ -313,21 +313,26 @@ def siglip_tokenizer():
                                                 unk_token="<unk>")
 
 
-@pytest.fixture(scope="module")
-def siglip(tmp_path_factory):
-    torch.manual_seed(0)
+def tiny_siglip(tmp_path_factory, size: int, seed: int, name: str):
+    """(model, its Backbone, folder): a tiny SigLIP saved as a transformers folder, ``size`` px, patch 32."""
+    torch.manual_seed(seed)
     cfg = transformers.SiglipConfig(
         text_config=dict(vocab_size=32, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                          num_attention_heads=2, max_position_embeddings=16, projection_size=64),
         vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=224, patch_size=32))
+                           image_size=size, patch_size=32))
     model = transformers.SiglipModel(cfg).eval()
-    folder = tmp_path_factory.mktemp("siglip") / "siglip-tiny"
+    folder = tmp_path_factory.mktemp(name) / name
     model.save_pretrained(folder)
     siglip_tokenizer().save_pretrained(folder)
-    transformers.SiglipImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3,
+    transformers.SiglipImageProcessor(size={"height": size, "width": size}, image_mean=[0.5] * 3,
                                       image_std=[0.5] * 3).save_pretrained(folder)
     return model, load_backbone(f"hf:{folder}"), folder
+
+
+@pytest.fixture(scope="module")
+def siglip(tmp_path_factory):
+    return tiny_siglip(tmp_path_factory, 224, 0, "siglip-tiny")
 
 
 def test_siglip_patch_tokens_are_transformers_last_hidden_state(siglip):
@@ -513,19 +518,7 @@ def test_non_224_folder_same_maps_and_boxes_as_openai_clip(method, pair_320, ima
 @pytest.fixture(scope="module")
 def siglip_288(tmp_path_factory):
     """A tiny SigLIP folder at 288 px, patch 32 (9×9 grid): served like a 224 px one."""
-    torch.manual_seed(1)
-    cfg = transformers.SiglipConfig(
-        text_config=dict(vocab_size=32, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, projection_size=64),
-        vision_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=2,
-                           image_size=288, patch_size=32))
-    model = transformers.SiglipModel(cfg).eval()
-    folder = tmp_path_factory.mktemp("siglip288") / "siglip-tiny-288"
-    model.save_pretrained(folder)
-    siglip_tokenizer().save_pretrained(folder)
-    transformers.SiglipImageProcessor(size={"height": 288, "width": 288}, image_mean=[0.5] * 3,
-                                      image_std=[0.5] * 3).save_pretrained(folder)
-    return model, load_backbone(f"hf:{folder}"), folder
+    return tiny_siglip(tmp_path_factory, 288, 1, "siglip-tiny-288")
 
 
 @pytest.mark.parametrize("method", ("maskclip", "naclip", "crop_rank"))
