@@ -77,9 +77,10 @@ def register_methods(overrides: Sequence[str] = ()) -> None:
     """Store in Hydra's ConfigStore, for each method YAML (conf/method/ and ``hydra.searchpath`` folders in
     ``overrides``) whose ``_target_`` imports:
 
-    - ``params/<method>``: every key of the class's ``PARAMS`` with its ``Param.default`` (or null), composed
-      before the YAML (conf/config.yaml), so ``method.KEY=VALUE`` works for every key, a typo'd key fails,
-      and the YAML sets values without re-declaring the set;
+    - ``params/<method>``: ``name`` (the option: the YAML's file name) and every key of the class's ``PARAMS``
+      with its ``Param.default`` (or null), composed before the YAML (conf/config.yaml), so
+      ``method.KEY=VALUE`` works for every key, a typo'd key fails, and the YAML sets values without
+      re-declaring the set;
     - ``hparams/<method>/<backbone option>_<family>``: the class's ``paper_defaults`` table for that backbone
       key × family (grounding/methods/hparams.py), so the composed config holds the real numbers. Options
       whose key depends on other values (``key: ${backbone:key}``) get no entry; the method fills unset
@@ -96,21 +97,23 @@ def register_methods(overrides: Sequence[str] = ()) -> None:
 
             cls = get_class(str(target))
         except Exception:
-            continue
+            cls = None  # refused in one line by the preflight; the name still comes from the file
         _store_method(method, cls, set(OmegaConf.load(path)))
         _REGISTERED[method] = str(target)
 
 
 def _store_method(method: str, cls, yaml_keys) -> None:
-    """The entries of one method class; a value its YAML sets is the YAML's (never replaced by the table)."""
+    """The entries of one method class (``name``: the option, i.e. the YAML's file name); a value its YAML sets
+    is the YAML's (never replaced by the table)."""
     from hydra.core.config_store import ConfigStore
 
     from .methods.base import static_defaults
 
     cs = ConfigStore.instance()
     specs = getattr(cls, "PARAMS", None)
-    if isinstance(specs, dict) and specs:
-        cs.store(group="params", name=method, package="method", node={**dict.fromkeys(specs), **static_defaults(specs)})
+    specs = specs if isinstance(specs, dict) else {}
+    cs.store(group="params", name=method, package="method",
+             node={"name": method, **dict.fromkeys(specs), **static_defaults(specs)})
     table = getattr(cls, "paper_defaults", None)
     if not table:
         return

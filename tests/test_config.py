@@ -107,14 +107,16 @@ def test_paper_values_match_reference_eval_py():
 
 
 def test_each_method_has_one_name():
-    """conf/method/NAME.yaml, its ``name:`` and its class's registered name agree (checked at config time too)."""
+    """conf/method/NAME.yaml's file name is the method's name in the config; its class's registered name must
+    agree (checked at config time: a YAML copied under another file name is refused in one line)."""
     from hydra.utils import get_object
 
     for option in options("method"):
         node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
-        assert node.name == option and get_object(node._target_).name == option, option
+        assert "name" not in node and get_object(node._target_).name == option, option
     cfg = compose("config", ["split=demo", "backbone=toy", "method.name=other"])
-    with pytest.raises(ConfigError, match="method.name='other' but grounding.methods.ours.Ours is named 'ours'"):
+    with pytest.raises(ConfigError, match="method=other .its YAML's file name. but grounding.methods.ours.Ours is "
+                                          "registered as 'ours'; rename the YAML to method/ours.yaml"):
         validate_method_config(cfg)
 
 
@@ -132,13 +134,15 @@ def _impl(cls, backbone):
 
 @pytest.mark.parametrize("option", GROUPS["method"])
 def test_method_yaml_sets_values_and_never_redeclares_the_class_keys(option):
-    """The key set is declared once, by the class (``PARAMS``): the YAML holds ``_target_``, ``name`` and only
-    values that differ from a declared default — no null key, no key the class lacks."""
+    """The key set is declared once, by the class (``PARAMS``), and the name by the file: the YAML holds
+    ``_target_`` and only values that differ from a declared default — no null key, no key the class lacks."""
     from hydra.utils import get_object
 
     node = OmegaConf.load(conf_dir() / "method" / f"{option}.yaml")
     cls = get_object(node._target_)
-    for key in set(node) - {"_target_", "name"}:
+    assert "name" not in node and cls.name == option  # the registry name (decorator) is the file name
+    assert compose("config", [f"method={option}"]).method.name == option
+    for key in set(node) - {"_target_"}:
         assert key in cls.PARAMS, (option, key)
         assert node[key] is not None and node[key] != cls.PARAMS[key].default, (option, key)
 

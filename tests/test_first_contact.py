@@ -166,3 +166,16 @@ def test_an_error_after_validation_leaves_no_directory(make, hint, tmp_path, mon
     assert code == 2 and 1 <= len(lines) <= 3 and hint in err and "Traceback" not in err, err
     assert set(tmp_path.iterdir()) - before <= {tmp_path / "ViT-B-32.pt", tmp_path / "empty_root"}
     assert not (tmp_path / "outputs").exists()
+
+
+def test_localize_takes_every_declared_key_of_the_method(tmp_path, capsys):
+    """grounding-localize composes the same method keys as the app: a key the YAML does not name (declared by the
+    class's PARAMS) takes an override, and the name comes from the option."""
+    import json
+
+    from grounding.cli.localize import main
+
+    code = main([str(DEMO_IMAGE), "a red square", "backbone=toy", "method=gem", "method.depth=3",
+                 f"out={tmp_path / 'f.png'}"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["method"] == "gem" and out["params"]["depth"] == 3

@@ -84,8 +84,8 @@ def validate_method_config(cfg: DictConfig) -> None:
         raise ConfigError(f"method._target_={target!r} cannot be imported: {e}") from None
     own = getattr(cls, "name", None)  # the registered name is the method's name: the YAML must agree
     if isinstance(own, str) and own and own != cfg.method.get("name"):
-        raise ConfigError(f"method.name={cfg.method.get('name')!r} but {target} is named {own!r}; "
-                          f"set name: {own} in its YAML (conf/method/{own}.yaml)")
+        raise ConfigError(f"method={cfg.method.get('name')} (its YAML's file name) but {target} is registered as "
+                          f"{own!r}; rename the YAML to method/{own}.yaml")
     validate = hook(cls, "validate")
     if validate is not None:
         validate(method_params(cfg), cfg.backbone.get("kind"))
