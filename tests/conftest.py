@@ -88,3 +88,4 @@ def _root_logging_restored():
         if h not in handlers:
             root.removeHandler(h)
     root.setLevel(level)
+

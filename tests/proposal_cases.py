@@ -76,3 +76,47 @@ def given_proposals(method: str) -> dict:
     boxes = [[10, 10, 80, 90], [60, 20, 150, 110], [0, 0, 160, 120], [30, 40, 100, 100]]
     return {"proposals": SimpleNamespace(boxes=boxes, scores=[0.9, 0.8, 0.7, 0.6],
                                          labels=["person", "dog", "person", "cat"])}
+
+
+def localize_both(ref, other, method: str, image, phrase: str = "a woman's face"):
+    """The cross-library parity call: ``method`` on two backbones holding the same weights → (ref's result,
+    other's). Crop & Rank ranks 4 proposals, ours runs one SLIC scale, proposal rankers without a source get
+    :func:`given_proposals`; the shallow towers' "using all blocks" warnings are muted."""
+    import warnings
+
+    from grounding import Localizer
+
+    params = {"num_proposals": 4} if method == "crop_rank" else {}
+    if method in ("ours", "ours_vit"):
+        params["n_segments"] = [30]
+    given = given_proposals(method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return (Localizer(ref, method, **params)(image, phrase, **given),
+                Localizer(other, method, **params)(image, phrase, **given))
+
+
+def assert_same_map(a, b, atol: float = 1e-4) -> None:
+    """Two results' score maps agree (shape, values within ``atol``, the searched cell box)."""
+    import numpy as np
+
+    assert b.score_map.shape == a.score_map.shape
+    np.testing.assert_allclose(b.score_map, a.score_map, atol=atol)
+    assert b.cell_box == a.cell_box
+
+
+def run_app(args, run, how: str, timeout: int = 300) -> None:
+    """``python -m grounding.eval ARGS`` into ``run``: as a subprocess (``how="subprocess"``) or in process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from grounding.config import compose
+    from grounding.evaluation.evaluate import evaluate_config
+
+    if how == "subprocess":
+        r = subprocess.run([sys.executable, "-m", "grounding.eval", *args, f"hydra.run.dir={run}"],
+                           capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+        assert r.returncode == 0, r.stderr[-2000:]
+    else:
+        evaluate_config(compose("config", list(args)), run)

@@ -25,7 +25,8 @@ from grounding.methods.base import method_class, registered_methods
 from grounding.methods.resnet_dense import OursResNet
 from grounding.models.backbones import Backbone, BackboneError, load_backbone
 from grounding.models.random import tiny_clip
-from proposal_cases import given_proposals
+from conftest import make_flickr_split
+from proposal_cases import assert_same_map, localize_both
 
 transformers = pytest.importorskip("transformers")
 
@@ -188,18 +189,9 @@ CASES = [(m, "vit32") for m in _vit_methods()] + [(m, "vit16") for m in ("ours",
 @pytest.mark.parametrize("method,name", CASES, ids=[f"{m}-{n}" for m, n in CASES])
 def test_same_maps_and_boxes_as_openai_clip(method, name, pairs, image):
     ref, hb = pairs[name][:2]
-    params = {"num_proposals": 4} if method == "crop_rank" else {}
-    if method in ("ours", "ours_vit"):
-        params["n_segments"] = [30]
-    given = given_proposals(method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
-        a = Localizer(ref, method, **params)(image, "a woman's face", **given)
-        b = Localizer(hb, method, **params)(image, "a woman's face", **given)
+    a, b = localize_both(ref, hb, method, image)
     if a.score_map is not None:
-        assert b.score_map.shape == a.score_map.shape
-        np.testing.assert_allclose(b.score_map, a.score_map, atol=1e-4)
-        assert b.cell_box == a.cell_box
+        assert_same_map(a, b)
     assert b.box == a.box
 
 
@@ -389,15 +381,9 @@ def test_siglip_refuses_methods_needing_a_class_token(siglip):
 @pytest.mark.slow
 def test_eval_cli_end_to_end(pairs, tmp_path):
     """``python -m grounding.eval split=flickr_s1 backbone=hf backbone.path=DIR method=ours`` on a tiny folder."""
-    import skimage.data
-
     ref, _, folder = pairs["vit32"]
     root = tmp_path / "data"
-    (root / "flickr30k-images").mkdir(parents=True)
-    Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[::4, ::4])).save(root / "flickr30k-images" / "1000.jpg")
-    csv = root / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
-    csv.parent.mkdir(parents=True)
-    csv.write_text('img_id,bbox,query\n1000,"[10, 10, 90, 100]",a face\n1000,"[0, 0, 128, 128]",a woman\n')
+    make_flickr_split(root)  # rows 0 and 1 (limit=2) are both of image 1000
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "grounding.eval", "split=flickr_s1", "backbone=hf",
                         f"backbone.path={folder}", "method=ours", f"data_root={root}", "limit=2",
@@ -503,15 +489,10 @@ def test_non_224_folder_same_maps_and_boxes_as_openai_clip(method, pair_320, ima
     upsampled to 320) and Crop & Rank (crops resized to 320) agree between transformers and OpenAI's clip."""
     ref, hb, _ = pair_320
     assert hb.input_size == ref.input_size == 320 and hb.key == ref.key == "vit_b32_320"
-    params = {"num_proposals": 4} if method == "crop_rank" else {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
-        a = Localizer(ref, method, **params)(image, "a woman's face")
-        b = Localizer(hb, method, **params)(image, "a woman's face")
+    a, b = localize_both(ref, hb, method, image)
     if method != "crop_rank":
-        assert a.score_map.shape == b.score_map.shape == (320, 320)
-        np.testing.assert_allclose(b.score_map, a.score_map, atol=1e-4)
-        assert b.cell_box == a.cell_box
+        assert a.score_map.shape == (320, 320)
+        assert_same_map(a, b)
     assert b.box == a.box
 
 

@@ -9,7 +9,6 @@ tokenizer. Every registered method must give the same score map (1e-4) and box o
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ from PIL import Image
 
 from grounding import Localizer, localize
 from grounding.methods.base import method_class, registered_methods
-from proposal_cases import given_proposals
+from conftest import make_flickr_split
+from proposal_cases import assert_same_map, localize_both
 from grounding.methods.resnet_dense import OursResNet
 from grounding.models.backbones import Backbone, BackboneError, load_backbone
 from grounding.models.open_clip_backbone import open_clip_key
@@ -127,18 +127,9 @@ CASES = [(m, k) for m in registered_methods() for k in _kinds(m)]
 @pytest.mark.parametrize("method,kind", CASES, ids=[f"{m}-{k}" for m, k in CASES])
 def test_same_maps_and_boxes_as_openai_clip(method, kind, pairs, image):
     ref, oc = pairs[kind][:2]
-    params = {"num_proposals": 4} if method == "crop_rank" else {}
-    if method in ("ours", "ours_vit"):
-        params["n_segments"] = [30]
-    given = given_proposals(method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # shallow towers: "using all blocks"
-        a = Localizer(ref, method, **params)(image, "a woman's face", **given)
-        b = Localizer(oc, method, **params)(image, "a woman's face", **given)
+    a, b = localize_both(ref, oc, method, image)
     if a.score_map is not None:
-        assert b.score_map.shape == a.score_map.shape
-        np.testing.assert_allclose(b.score_map, a.score_map, atol=1e-4)
-        assert b.cell_box == a.cell_box
+        assert_same_map(a, b)
     if getattr(a, "scores", None) is not None:  # proposal rankers: one score per proposal
         np.testing.assert_allclose(np.asarray(b.scores), np.asarray(a.scores), atol=1e-4)
     assert b.box == a.box
@@ -261,15 +252,9 @@ def test_preflight_messages(pairs):
 @pytest.mark.slow
 def test_eval_cli_end_to_end(pairs, tmp_path):
     """The documented command, on a tiny open_clip model and a Flickr-S1-layout split."""
-    import skimage.data
-
     _, oc, cfg, weights = pairs["vit"]
     root = tmp_path / "data"
-    (root / "flickr30k-images").mkdir(parents=True)
-    Image.fromarray(np.ascontiguousarray(skimage.data.astronaut()[::4, ::4])).save(root / "flickr30k-images" / "1000.jpg")
-    csv = root / "ds_csv_ann" / "flickr30k_c1" / "csv_dir" / "test.csv"
-    csv.parent.mkdir(parents=True)
-    csv.write_text('img_id,bbox,query\n1000,"[10, 10, 90, 100]",a face\n1000,"[0, 0, 128, 128]",a woman\n')
+    make_flickr_split(root)  # rows 0 and 1 (limit=2) are both of image 1000
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "grounding.eval", "split=flickr_s1", "backbone=open_clip",
                         f"backbone.arch={cfg}", f"backbone.pretrained={weights}", f"data_root={root}", "limit=2",

@@ -1,8 +1,6 @@
 """Proposal sources, the proposal-ranking seat, dense_rank / det_label, and runs with proposals on a tiny
 RefCOCO-format split (tests/test_refcoco.py's fixture): recall checked against a brute-force count."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +10,10 @@ import torch
 from grounding.config import compose
 from grounding.errors import GroundingError
 from grounding.proposals.base import ProposalError, ProposalSet
-from test_refcoco import ANNS, IMAGES, REFS, _write
+from proposal_cases import run_app
+from test_refcoco import ANNS, IMAGES, _write
 
 FAST = ["cache.enabled=false", "progress=false", "save_maps=false"]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def iou(a, b):  # an independent IoU (continuous corners)
@@ -76,18 +74,11 @@ def _paths(root):
 @pytest.mark.parametrize("how", ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)])
 def test_app_crop_rank_on_gt_boxes_end_to_end(tmp_path, ckpt, how):
     """`python -m grounding.eval split=refcoco_testA method=crop_rank proposals=gt backbone=vit_b16`."""
-    from grounding.evaluation.evaluate import evaluate_config as evaluate
-
     _write(tmp_path)
     run = tmp_path / "run"
     args = ["split=refcoco_testA", "method=crop_rank", "proposals=gt", "backbone=vit_b16", f"backbone.name={ckpt}",
             f"data_root={tmp_path}", *FAST]
-    if how == "subprocess":
-        r = subprocess.run([sys.executable, "-m", "grounding.eval", *args, f"hydra.run.dir={run}"],
-                           capture_output=True, text=True, timeout=300, cwd=ROOT)
-        assert r.returncode == 0, r.stderr[-2000:]
-    else:
-        evaluate(compose("config", args), run)
+    run_app(args, run, how)
     m = json.loads((run / "metrics.json").read_text())
     rows = _rows(run)
     gt, paths = _gt_boxes(), _paths(tmp_path)

@@ -2,8 +2,6 @@
 equals :class:`VisualPromptRanker` and the authors' goldens; ``python -m grounding.eval split=refcoco_val
 method=reclip proposals=gt backbone=vit_b32 'method.ensemble=[CKPT]'`` on the tiny RefCOCO fixture."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from grounding.methods.base import ConfigError
 from grounding.methods.visual_prompt import PRESETS, VisualPromptRanker, draw_caption_bank
 from grounding.models.backbones import load_backbone
 from parity_cases import case_image, tiny_checkpoints
-from proposal_cases import BANK, MODEL_SETS
+from proposal_cases import BANK, MODEL_SETS, run_app
 from test_refcoco import ANNS, IMAGES, REFS, _write
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -97,17 +95,10 @@ def _oracle(root, ckpts, rows, **kw):
 @pytest.mark.parametrize("how", ["in_process", pytest.param("subprocess", marks=pytest.mark.slow)])
 def test_app_reclip_on_gt_boxes_with_an_ensemble(tmp_path, ckpts, how):
     """`python -m grounding.eval split=refcoco_val method=reclip proposals=gt backbone=vit_b32 'method.ensemble=[CKPT]'`."""
-    from grounding.evaluation.evaluate import evaluate_config
-
     _write(tmp_path)
     run = tmp_path / "run"
     args = _args(tmp_path, ckpts, "method=reclip", f"method.ensemble=[{ckpts['RN50']}]", "precision=fp32")
-    if how == "subprocess":
-        r = subprocess.run([sys.executable, "-m", "grounding.eval", *args, f"hydra.run.dir={run}"],
-                           capture_output=True, text=True, timeout=600, cwd=ROOT)
-        assert r.returncode == 0, r.stderr[-2000:]
-    else:
-        evaluate_config(compose("config", args), run)
+    run_app(args, run, how, timeout=600)
     m = json.loads((run / "metrics.json").read_text())
     rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
     assert m["n"] == len(rows) == sum(len(r["sentences"]) for r in REFS if r["split"] == "val")
