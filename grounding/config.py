@@ -88,23 +88,27 @@ def register_methods(overrides: Sequence[str] = ()) -> None:
 
     Imports the method classes (torch); a ``_target_`` that does not import is left for the preflight to
     report in one line."""
+    from hydra.utils import get_class
+
+    keys = None  # backbone option → its hyperparameter key, read once when a table needs it
     for method, path in method_yamls(overrides).items():
-        target = OmegaConf.load(path).get("_target_")
+        node = OmegaConf.load(path)
+        target = node.get("_target_")
         if target is None or _REGISTERED.get(method) == str(target):
             continue
         try:
-            from hydra.utils import get_class
-
             cls = get_class(str(target))
         except Exception:
             cls = None  # refused in one line by the preflight; the name still comes from the file
-        _store_method(method, cls, set(OmegaConf.load(path)))
+        if keys is None and getattr(cls, "paper_defaults", None):
+            keys = {b: backbone_option_key(b) for b in options("backbone")}
+        _store_method(method, cls, set(node), keys or {})
         _REGISTERED[method] = str(target)
 
 
-def _store_method(method: str, cls, yaml_keys) -> None:
-    """The entries of one method class (``name``: the option, i.e. the YAML's file name); a value its YAML sets
-    is the YAML's (never replaced by the table)."""
+def _store_method(method: str, cls, yaml_keys, keys: Dict[str, Optional[str]]) -> None:
+    """The entries of one method class (``name``: the option, i.e. the YAML's file name; ``keys``: backbone
+    option → hyperparameter key); a value its YAML sets is the YAML's (never replaced by the table)."""
     from hydra.core.config_store import ConfigStore
 
     from .methods.base import static_defaults
@@ -117,7 +121,6 @@ def _store_method(method: str, cls, yaml_keys) -> None:
     table = getattr(cls, "paper_defaults", None)
     if not table:
         return
-    keys = {b: backbone_option_key(b) for b in options("backbone")}
     for backbone, key in keys.items():
         for family in options("family") if key is not None else ():
             try:

@@ -20,8 +20,8 @@ from ..config import batch_images, run_spec
 from ..methods.base import ConfigError, check_method, hook
 from ..errors import check_on_error
 from ..models.placement import check_device, check_precision
-from .runner import RunDirectory, parse_shard, run_split, select_shard
-from ..data.completeness import completeness, summary_suffix  # issue 25
+from .runner import RunDirectory, evaluate_in, parse_shard, select_shard
+from ..data.completeness import completeness, summary_suffix
 
 log = logging.getLogger("grounding.eval")
 NON_PARAMS = ("_target_", "name")
@@ -218,17 +218,15 @@ def evaluate_config(cfg: DictConfig, run_dir: Path) -> Dict[str, Any]:
             if hook(method, "set_split_phrases") is not None:  # e.g. a caption bank drawn with a seed
                 method.set_split_phrases([s.phrase for s in split])
             identity = build_identity(cfg, split, method, backbone)
-            identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))  # issue 25: run.json
+            identity.update(completeness(cfg.split, len(split), cfg.limit, cfg.shard))
             method = with_proposals(method, source)
             if source is not None:  # the detections file's / detector weights' content hashes
                 identity["proposals_files"] = json_safe(source.identity())
             log.info("split %s: %d rows (%s); method %s; backbone %s; params %s", cfg.split.name, len(samples),
                      split.csv_path, cfg.method.name, cfg.backbone.name, identity["method_params"])
             evaluator = GroundingEvaluator(cfg.split.iou_threshold, cfg.split.get("iou_compare", ">"))
-            metrics = run_split(method, samples, run.path, identity=identity, evaluator=evaluator,
-                                on_error=cfg.on_error, viz=cfg.viz, workers=int(cfg.get("workers", 0) or 0),
-                                progress=run.progress, data_root=str(cfg.data_root), locked=True,
-                                save_maps=run.save_maps, batch_images=batch_images(cfg))
+            metrics = evaluate_in(run, method, samples, identity, evaluator, int(cfg.get("workers", 0) or 0),
+                                  str(cfg.data_root), batch_images(cfg))
     except BaseException:
         if new:
             run.discard_if_unused()

@@ -38,7 +38,7 @@ from .runfiles import (METRICS_FILE, PRED_FILE, RUN_FILE, RunError, atomic_write
 from ..data.datasets import check_box_in_image
 from ..errors import GroundingError, check_on_error  # noqa: F401
 from ..methods.base import ConfigError, hook
-from ..data.completeness import completeness_fields  # issue 25
+from ..data.completeness import completeness_fields
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
@@ -439,20 +439,19 @@ class RunDirectory:
 
 def run_split(method, samples: Sequence, run_dir: Path, *, identity: Dict[str, Any], evaluator: GroundingEvaluator,
               on_error: str = "raise", viz: int = 0, progress: bool = True, workers: int = 0,
-              data_root: Optional[str] = None, save_maps: bool = True, locked: bool = False,
-              batch_images: int = 1) -> Dict[str, Any]:
+              data_root: Optional[str] = None, save_maps: bool = True, batch_images: int = 1) -> Dict[str, Any]:
     """Evaluate ``method`` (the protocol of :mod:`grounding.methods.base`) on ``samples`` in ``run_dir``;
     returns the metrics dict (also written to ``metrics.json``). ``save_maps``: keep a small score-map
-    thumbnail per row under ``maps/`` for the HTML report. ``locked``: the caller already holds the
-    directory's :class:`RunLock`."""
+    thumbnail per row under ``maps/`` for the HTML report."""
     run = RunDirectory(run_dir, on_error=on_error, viz=viz, save_maps=save_maps, progress=progress)
-    if locked:  # the caller holds this directory's RunLock (evaluate_config takes it before loading a model)
-        return _evaluate_in(run, method, samples, identity, evaluator, workers, data_root, batch_images)
     with run.lock():
-        return _evaluate_in(run, method, samples, identity, evaluator, workers, data_root, batch_images)
+        return evaluate_in(run, method, samples, identity, evaluator, workers, data_root, batch_images)
 
 
-def _evaluate_in(run: RunDirectory, method, samples, identity, evaluator, workers, data_root, batch_images):
+def evaluate_in(run: RunDirectory, method, samples, identity, evaluator, workers: int = 0,
+                data_root: Optional[str] = None, batch_images: int = 1) -> Dict[str, Any]:
+    """:func:`run_split` in ``run``, whose lock the caller holds (``evaluate_config`` takes it before loading a
+    model)."""
     todo = run.start(identity, samples)
     try:
         todo = run.write_loader_skips(todo, evaluator)
@@ -490,5 +489,5 @@ def summarise_run(run_dir: Path, identity: Dict[str, Any]) -> Dict[str, Any]:
         "family": identity.get("family"), "params": identity.get("method_params", {}),
         "overrides": identity.get("overrides", {}), "tuned": identity.get("tuned", True),
         "shard": identity.get("shard"), "limit": identity.get("limit"),
-        **completeness_fields(identity),  # issue 25 hook: "complete", "split_rows", "expected_rows"
+        **completeness_fields(identity),  # "complete", "split_rows", "expected_rows"
     })

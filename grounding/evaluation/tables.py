@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..methods.hparams import backbone_kind
 from .runfiles import read_metrics, skip_unreadable
-from ..data.completeness import INCOMPLETE_MARK, INCOMPLETE_NOTE, mark_incomplete  # issue 25 hook
+from ..data.completeness import INCOMPLETE_MARK, INCOMPLETE_NOTE, mark_incomplete
 from .proposal_tables import proposal_columns, proposal_table
 
 # The splits the tables show, in column order. The one place they are listed (see split_names()).
@@ -99,7 +99,7 @@ def collect_runs(paths: Iterable) -> pd.DataFrame:
                 "overrides": json.dumps(d.get("overrides") or {}, sort_keys=True), "mtime": m.stat().st_mtime,
                 "tuned": bool(d.get("tuned", True)), "breakdowns": d.get("breakdowns") or {},
                 "backbone_kind": d.get("backbone_kind") or backbone_kind(str(d.get("backbone_key") or "")),
-                "complete": d.get("complete"),  # issue 25
+                "complete": d.get("complete"),
                 **proposal_columns(m.parent, d),
             })
     cols = ["run_dir", "split", "method", "backbone", "accuracy", "n", "iou_threshold", "upsample", "overrides", "mtime",
@@ -182,7 +182,7 @@ def render_table(spec: TableSpec, runs: pd.DataFrame, paper: pd.DataFrame) -> Ta
                 sel = sel[sel.upsample == row.upsample]
             ours = float(sel.accuracy.iloc[-1]) if len(sel) else None
             pv = cells.get((row.method, row.backbone, sp, row.upsample))
-            d[sp] = mark_incomplete(_cell(ours, pv), sel.complete.iloc[-1] if len(sel) else None)  # issue 25 hook
+            d[sp] = mark_incomplete(_cell(ours, pv), sel.complete.iloc[-1] if len(sel) else None)
             long.append({spec.label: row.label, "split": sp, "ours": ours, "paper": pv,
                          "diff": None if ours is None or pv is None else ours - pv,
                          "run_dir": sel.run_dir.iloc[-1] if len(sel) else None})
@@ -194,7 +194,7 @@ def render_table(spec: TableSpec, runs: pd.DataFrame, paper: pd.DataFrame) -> Ta
         disp = disp.drop(columns=[sp for sp in spec.splits if sp not in keep])
         long = long[long.split.isin(keep)].reset_index(drop=True)
     caption, notes = spec.caption, list(spec.notes)
-    notes += [INCOMPLETE_NOTE] if any(INCOMPLETE_MARK in str(v) for v in disp.values.ravel()) else []  # issue 25 hook
+    notes += [INCOMPLETE_NOTE] if any(INCOMPLETE_MARK in str(v) for v in disp.values.ravel()) else []
     if long.paper.isna().all():
         caption += f"\n\n{NO_PAPER_VALUES}"
     return Table(disp, long, caption, notes)
