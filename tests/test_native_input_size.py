@@ -79,3 +79,24 @@ def test_a_224_backbone_is_unchanged(image):
     bb = Backbone("tiny224", tiny_clip("vit", seed=7), "cpu", torch.float32)
     for method in ZOO:
         assert Localizer(bb, method).method.input_size == 224
+
+
+def test_a_knob_given_to_prepare_is_the_one_the_tokens_use():
+    """``prepare(image, depth=3)`` (then ``localize_prepared(…, depth=3)``) computes GEM's tokens with depth 3 (the prepared image's own feature
+    parameters), the same map as a GEM built with depth 3."""
+    import warnings
+    from pathlib import Path
+
+    from grounding.methods.base import method_class
+
+    b = Backbone("t", tiny_clip("vit", vision_layers=4), "cpu", torch.float32)
+    img = Image.open(Path(__file__).resolve().parents[1] / "data" / "demo-images" / "demo_0000.png")
+    gem = method_class("gem")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        m = gem(b)
+        via_prepare = m.localize_prepared(m.prepare(img, depth=3), "a red square", depth=3)
+        built = gem(b, depth=3)(img, "a red square")
+        default = gem(b)(img, "a red square")
+    np.testing.assert_array_equal(via_prepare.score_map, built.score_map)
+    assert not np.array_equal(default.score_map, built.score_map)

@@ -68,20 +68,12 @@ class PatchMethod(DenseMethod):
     def tokens(visual, x, **knobs):  # pragma: no cover - set by subclasses
         raise NotImplementedError
 
-    @classmethod
-    def knobs(cls):
-        """The method's own knobs (the feature parameters of its ``PARAMS``)."""
-        return [k for k, p in cls.PARAMS.items() if p.feature]
-
     def features(self, prepared: Prepared) -> torch.Tensor:
+        """The patch tokens with the image's own knobs (``prepared.params``: the feature parameters of
+        ``PARAMS``, as :meth:`prepare` received them)."""
         if self.backbone.kind != "vit":
             raise ValueError(f"method {self.name!r} needs a ViT backbone")
-        knobs = {k: self.params[k] for k in self.knobs()}
-        return self.tokens(self.backbone.visual, self.input_tensor(prepared), **knobs)[0].float()  # (g², E)
-
-    def feature_params(self, params=None):
-        p = self.params if params is None else params
-        return {k: p[k] for k in self.knobs()}
+        return self.tokens(self.backbone.visual, self.input_tensor(prepared), **prepared.params)[0].float()  # (g², E)
 
     def phrase_text(self, phrase: str) -> str:
         prompt = self.params.get("prompt")
